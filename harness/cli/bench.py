@@ -1,0 +1,108 @@
+"""`harness bench`: benchmark models on devices and write a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness import paths
+from harness.benchmark import SettingsOverrides, load_models, plan_jobs, run_benchmark
+from harness.cli.common import (
+    DB_OPTION,
+    JSON_OPTION,
+    OUT_OPTION,
+    console,
+    open_store,
+    parse_assignments,
+    print_run,
+    run_exit_code,
+)
+from harness.errors import ConfigError
+from harness.profiles import DeviceProfile, find_profile
+from harness.results.records import JobResult, JobSpec, RunRecord
+from harness.results.store import ResultStore
+
+
+def bench_command(
+    models: list[Path] = typer.Argument(..., help="Model files (.onnx, .tflite).", show_default=False),
+    device: list[str] = typer.Option(["local"], "--device", "-d",
+                                     help="Device profile name (repeat for several devices)."),
+    threads: list[int] = typer.Option([], "--threads", "-t",
+                                      help="Threads (repeat to benchmark several settings)."),
+    provider: list[str] = typer.Option([], "--provider", help="Provider/delegate: default, cpu, "
+                                       "xnnpack, none (XNNPACK off), or an ORT provider name."),
+    runs: int | None = typer.Option(None, "--runs", "-n", help="Minimum timed runs."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Warm-up runs."),
+    min_duration_s: float | None = typer.Option(None, "--min-duration-s",
+                                                help="Minimum timed duration (s)."),
+    max_duration_s: float | None = typer.Option(None, "--max-duration-s",
+                                                help="Start no run after this many seconds."),
+    shape: list[str] = typer.Option([], "--shape", help="Input shape, NAME=1x3x224x224."),
+    value: list[str] = typer.Option([], "--value", help="Input value NAME=16000 or range NAME=0:100."),
+    inputs: Path | None = typer.Option(None, "--inputs", help="An .npz of inputs by name."),
+    eval_file: Path | None = typer.Option(None, "--eval", help="An .npz with inputs and `labels`: "
+                                          "report top-1 accuracy."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+    db: str | None = DB_OPTION,
+    out: Path | None = OUT_OPTION,
+    no_report: bool = typer.Option(False, "--no-report", help="Store results, write no report."),
+    as_json: bool = JSON_OPTION,
+) -> int:
+    """Benchmark MODELS on each --device with every combination of --threads and --provider."""
+    if runs is not None and runs < 1:
+        raise ConfigError("--runs must be at least 1")
+    for path in (inputs, eval_file):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{path} does not exist")
+    overrides = SettingsOverrides(
+        threads=tuple(threads) or (None,),
+        providers=tuple(provider) or (None,),
+        warmup_runs=warmup, min_runs=runs,
+        min_duration_s=min_duration_s, max_duration_s=max_duration_s, seed=seed,
+        shapes=parse_assignments(shape, "--shape"),
+        values=parse_assignments(value, "--value"),
+        inputs_file=str(inputs.resolve()) if inputs else None,
+    )
+    profiles = [find_profile(name) for name in dict.fromkeys(device)]
+    artifacts = load_models(models)
+    eval_files = {a.sha256: str(eval_file.resolve()) for a in artifacts} if eval_file else None
+    jobs = plan_jobs(artifacts, profiles, overrides, eval_files=eval_files)
+    store = open_store(db)
+    record = run_with_progress(jobs, profiles, store, quiet=as_json)
+    finish(record, out=out, no_report=no_report, as_json=as_json)
+    return run_exit_code(record)
+
+
+def run_with_progress(
+    jobs: list[JobSpec], profiles: list[DeviceProfile], store: ResultStore, *, quiet: bool
+) -> RunRecord:
+    """Run the jobs with a progress bar on the terminal."""
+    command = shlex.join(["harness", *sys.argv[1:]])
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=console, disable=quiet, transient=True,
+    ) as progress:
+        task = progress.add_task("benchmarking", total=len(jobs))
+
+        def on_job(result: JobResult, done: int, total: int) -> None:
+            status = "ok" if result.status == "ok" else "[red]failed[/]"
+            progress.update(task, completed=done,
+                            description=f"{result.spec.model.name} on {result.spec.device_name}: {status}")
+
+        return run_benchmark(jobs, profiles, store, command=command, on_job=on_job)
+
+
+def finish(record: RunRecord, *, out: Path | None, no_report: bool, as_json: bool) -> None:
+    """Print the run and write its report."""
+    print_run(record, as_json=as_json)
+    if no_report:
+        return
+    from harness.reporting import write_report
+
+    report = write_report(record, (out or paths.default_reports_dir()) / record.run_id)
+    if not as_json:
+        console.print(f"report: {report.index_html}", highlight=False)

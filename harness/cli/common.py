@@ -1,0 +1,85 @@
+"""Pieces the CLI commands share: the store option, parsing NAME=VALUE, printing results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness import paths
+from harness.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, HarnessError
+from harness.results.records import RunRecord
+from harness.results.store import ResultStore
+
+console = Console()
+
+DB_OPTION = typer.Option(
+    None, "--db", help="Results store: a SQLite file or a SQLAlchemy URL "
+    "(default: $HARNESS_DB or the per-user data dir).",
+)
+OUT_OPTION = typer.Option(None, "--out", help="Reports directory (default: ./reports).")
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+
+
+def open_store(db: str | None) -> ResultStore:
+    """Open the store named by --db, $HARNESS_DB, or the default SQLite file."""
+    if db is None:
+        url = paths.default_db_url()
+    elif "://" in db:
+        url = db
+    else:
+        url = f"sqlite:///{Path(db).expanduser().resolve()}"
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return ResultStore(url)
+
+
+def parse_assignments(items: Sequence[str], option: str) -> tuple[tuple[str, str], ...]:
+    """Parse repeated NAME=VALUE options, e.g. --shape x=1x3x224x224."""
+    parsed: list[tuple[str, str]] = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ConfigError(f"{option} {item!r} must look like NAME=VALUE")
+        parsed.append((name, value))
+    return tuple(parsed)
+
+
+def print_run(record: RunRecord, *, as_json: bool) -> None:
+    """Print a run as a rich table (or JSON lines of the summary columns)."""
+    from harness.reporting.tables import TERMINAL_HEADERS, jobs_dataframe, render_terminal_rows
+
+    if as_json:
+        frame = jobs_dataframe(record)
+        typer.echo(json.dumps({"run_id": record.run_id,
+                               "jobs": json.loads(frame.to_json(orient="records"))}, indent=2))
+        return
+    rows = render_terminal_rows(record)
+    if not rows:
+        console.print("no jobs")
+        return
+    table = Table(title=f"run {record.run_id}", show_lines=False)
+    for header in TERMINAL_HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for note in record.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
+def run_exit_code(record: RunRecord) -> int:
+    """0 when every job succeeded; EXIT_PARTIAL when some failed; raise when all failed."""
+    failed = [j for j in record.jobs if j.status != "ok"]
+    if not failed:
+        return EXIT_OK
+    if len(failed) == len(record.jobs):
+        first = failed[0].error or "unknown error"
+        more = f" (and {len(failed) - 1} more failed jobs)" if len(failed) > 1 else ""
+        raise HarnessError(f"{first}{more}", hint=f"run {record.run_id} is stored; "
+                           "`harness report --last` shows every error")
+    return EXIT_PARTIAL

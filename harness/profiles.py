@@ -1,0 +1,165 @@
+"""Device profiles: ``device_profiles/*.yaml``, validated with pydantic and looked up by name.
+
+A profile says how to reach a device (transport), where to work on it, which Python and runtime
+options to use, and the default benchmark settings. User profiles (``harness devices add``) live in
+:func:`harness.paths.user_profiles_dir` and shadow bundled ones of the same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness import paths
+from harness.errors import ProfileError
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo in a profile must not be silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalTransportConfig(_Model):
+    kind: Literal["local"] = "local"
+
+
+class SshTransportConfig(_Model):
+    kind: Literal["ssh"]
+    host: str
+    user: str | None = None
+    port: int | None = None
+    key_file: str | None = None
+    password_env: str | None = None  # name of an env var holding the password; never the password
+    known_hosts: str | None = None  # default ~/.ssh/known_hosts
+    use_ssh_config: bool = True
+    connect_timeout_s: float = 10.0
+    keepalive_s: float = 15.0
+
+
+class AdbTransportConfig(_Model):
+    kind: Literal["adb"]
+    mode: Literal["direct", "server"] = "direct"
+    address: str | None = None  # host:port for TCP (direct) or Wi-Fi
+    serial: str | None = None  # USB serial / adb server serial
+    key_file: str | None = None
+    server_host: str = "127.0.0.1"
+    server_port: int = 5037
+    auth_timeout_s: float = 30.0
+
+
+TransportConfig = Annotated[
+    LocalTransportConfig | SshTransportConfig | AdbTransportConfig, Field(discriminator="kind")
+]
+
+
+class RuntimeOptions(_Model):
+    """Inference runtime settings for jobs on this device."""
+
+    threads: int | None = Field(default=None, ge=1)  # None: the runtime's default
+    provider: str = "default"  # "default", "cpu", "xnnpack", "none", or an ORT provider name
+    onnx_runtime: str = "onnxruntime"
+    tflite_runtime: str = "auto"  # "auto": ai_edge_litert, then tflite_runtime, then tensorflow
+
+
+class BenchDefaults(_Model):
+    """How long and how often to measure, following benchmark_model's stopping rule."""
+
+    warmup_runs: int = Field(default=10, ge=0)
+    min_runs: int = Field(default=50, ge=1)
+    min_duration_s: float = Field(default=1.0, ge=0)
+    max_duration_s: float = Field(default=60.0, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)  # for the whole runner process on the device
+
+
+class DeviceProfile(_Model):
+    """One device kind, or one concrete device added by the user."""
+
+    name: str
+    description: str = ""
+    kind: Literal["local", "linux", "android"] = "local"
+    transport: TransportConfig = Field(default_factory=LocalTransportConfig)
+    work_dir: str | None = None  # None: a per-user cache dir (local), ~/.cache/harness (ssh)
+    python: str = "python3"  # interpreter on the device; the local device uses the host's own
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+    bench: BenchDefaults = Field(default_factory=BenchDefaults)
+    extends: str | None = None  # informational: the bundled profile this one was made from
+    extra: dict[str, Any] = Field(default_factory=dict)  # room for device-kind specific settings
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\ \t\n"):
+            raise ValueError("must be a non-empty name without spaces or slashes")
+        return value
+
+
+def load_profile_file(path: Path) -> DeviceProfile:
+    """Load and validate one profile file; errors name the file and the field."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"cannot read device profile {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"device profile {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProfileError(f"device profile {path} must be a mapping of settings")
+    data.setdefault("name", path.stem)
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        raise ProfileError(
+            f"device profile {path}: field '{where}': {first['msg']}",
+            hint="fix the field, or compare with the bundled profiles in device_profiles/",
+        ) from exc
+
+
+def profile_search_path() -> list[Path]:
+    """Directories searched for profiles, first match wins."""
+    return [paths.user_profiles_dir(), paths.bundled_profiles_dir()]
+
+
+def find_profile(name: str) -> DeviceProfile:
+    """Look a profile up by name (or by a path to a YAML file)."""
+    candidate = Path(name)
+    if candidate.suffix in {".yaml", ".yml"} and candidate.is_file():
+        return load_profile_file(candidate)
+    for directory in profile_search_path():
+        for suffix in (".yaml", ".yml"):
+            path = directory / f"{name}{suffix}"
+            if path.is_file():
+                return load_profile_file(path)
+    known = ", ".join(sorted(p.name for p in list_profiles())) or "none"
+    raise ProfileError(f"no device profile named {name!r} (known: {known})",
+                       hint="add one with `harness devices add` or pass a path to a YAML file")
+
+
+def list_profiles() -> list[DeviceProfile]:
+    """Every valid profile on the search path (user ones shadow bundled ones)."""
+    seen: dict[str, DeviceProfile] = {}
+    for directory in profile_search_path():
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.y*ml")):
+            if path.stem in seen:
+                continue
+            try:
+                seen[path.stem] = load_profile_file(path)
+            except ProfileError:
+                continue  # `harness devices list` reports broken files separately
+    return list(seen.values())
+
+
+def save_user_profile(profile: DeviceProfile) -> Path:
+    """Write a profile to the user's profile directory and return its path."""
+    directory = paths.user_profiles_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{profile.name}.yaml"
+    data = profile.model_dump(mode="json", exclude_defaults=True)
+    data["name"] = profile.name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,239 @@
+"""One device, one job at a time: prepare -> push -> run the runner -> pull -> record.
+
+A :class:`DeviceSession` owns one transport for its whole life (one SSH/ADB connection per
+device), deploys the runner once, and turns each :class:`JobSpec` into a :class:`JobResult`.
+Everything here speaks only the :class:`~harness.transport.base.Transport` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness import deploy, paths
+from harness.errors import (
+    DeviceConnectionError,
+    DeviceTimeoutError,
+    HarnessError,
+    ModelError,
+    RunnerError,
+    RuntimeMissingError,
+    SchemaError,
+)
+from harness.profiles import DeviceProfile
+from harness.results.records import JobResult, JobSpec
+from harness.results.schema import RunnerDocument, parse_runner_document
+from harness.results.summarize import failed_job_result, job_result_from_document
+from harness.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+_RUNNER_SCRIPT = "harness_runner.py"
+_SMALL_CALL_TIMEOUT_S = 60.0
+_TRANSFER_TIMEOUT_S = 1800.0
+# Runner exit codes (runners/README.md): 0 ok, 2 error document, 3 bad arguments.
+_RUNNER_DOCUMENT_EXIT_CODES = {0, 2, 3}
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job and what happened around it (retries)."""
+
+    result: JobResult
+    notes: tuple[str, ...] = ()
+
+
+class DeviceSession:
+    """A live connection to one device, ready to run jobs."""
+
+    def __init__(
+        self,
+        profile: DeviceProfile,
+        transport: Transport,
+        *,
+        reopen: Callable[[], Transport] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.transport = transport
+        self._reopen = reopen
+        self._runner_dir: str | None = None
+        self.work_dir = resolve_work_dir(profile)
+        self.python = sys.executable if profile.transport.kind == "local" else profile.python
+
+    def prepare(self) -> None:
+        """Create the work directory and push the runner (only when its hash changed)."""
+        deploy.ensure_dir(self.transport, self.work_dir, timeout_s=_SMALL_CALL_TIMEOUT_S)
+        runner_files = sorted(paths.runners_dir().glob("*.py"))
+        if not runner_files:
+            raise RunnerError(f"no runner scripts found in {paths.runners_dir()}")
+        bundle = deploy.deploy_bundle(
+            self.transport,
+            runner_files,
+            posixpath.join(self.work_dir, "runner"),
+            timeout_s=_TRANSFER_TIMEOUT_S,
+        )
+        self._runner_dir = bundle.remote_dir
+
+    def close(self) -> None:
+        """Close the transport."""
+        self.transport.close()
+
+    def run_job(self, spec: JobSpec, *, run_id: str) -> JobOutcome:
+        """Run one job; a dropped connection is reconnected once and the job retried.
+
+        Errors of the job itself (bad model, runner crash) come back as a failed JobResult;
+        only an unreachable device raises.
+        """
+        try:
+            return JobOutcome(self._run_job_once(spec, run_id))
+        except DeviceConnectionError as first:
+            if self._reopen is None:
+                raise
+            log.warning("connection to %s dropped (%s); reconnecting and retrying the job once",
+                        self.profile.name, first.one_line())
+            self.transport.close()
+            self.transport = self._reopen()
+            self._runner_dir = None
+            self.prepare()
+            note = f"job {spec.job_index}: connection dropped ({first.one_line()}); retried once"
+            return JobOutcome(self._run_job_once(spec, run_id), (note,))
+
+    def _run_job_once(self, spec: JobSpec, run_id: str) -> JobResult:
+        if self._runner_dir is None:
+            self.prepare()
+        assert self._runner_dir is not None
+        try:
+            model = deploy.deploy_file(
+                self.transport, Path(spec.model.path),
+                posixpath.join(self.work_dir, "models"), timeout_s=_TRANSFER_TIMEOUT_S,
+            )
+            job_dir = posixpath.join(self.work_dir, "jobs", f"{run_id}-{spec.job_index}")
+            deploy.ensure_dir(self.transport, job_dir, timeout_s=_SMALL_CALL_TIMEOUT_S)
+            argv = self._runner_argv(spec, model.remote_path, job_dir)
+            doc = self._run_runner(argv, spec)
+            if doc.status != "ok":
+                err = doc.error
+                message = err.message if err else "runner reported an error"
+                if err and err.op:
+                    message = f"{message} (operator: {err.op})"
+                return failed_job_result(spec, f"{err.kind if err else 'error'}: {message}", doc)
+            accuracy = None
+            if spec.eval_file and doc.eval_output is not None:
+                accuracy = self._pull_accuracy(doc.eval_output.path, Path(spec.eval_file))
+            self.transport.run(["rm", "-rf", job_dir], timeout_s=_SMALL_CALL_TIMEOUT_S)
+            return job_result_from_document(
+                spec, doc, accuracy=accuracy, accuracy_metric="top1" if accuracy is not None else None
+            )
+        except (DeviceConnectionError,):
+            raise
+        except HarnessError as exc:
+            return failed_job_result(spec, exc.one_line())
+
+    def _runner_argv(self, spec: JobSpec, remote_model: str, job_dir: str) -> list[str]:
+        assert self._runner_dir is not None
+        s = spec.settings
+        argv = [
+            self.python, posixpath.join(self._runner_dir, _RUNNER_SCRIPT),
+            "--model", remote_model,
+            "--provider", s.provider,
+            "--warmup-runs", str(s.warmup_runs),
+            "--min-runs", str(s.min_runs),
+            "--min-duration-s", repr(s.min_duration_s),
+            "--max-duration-s", repr(s.max_duration_s),
+            "--seed", str(s.seed),
+        ]
+        if s.threads is not None:
+            argv += ["--threads", str(s.threads)]
+        for name, shape in s.shapes:
+            argv += ["--shape", f"{name}={shape}"]
+        for name, value in s.values:
+            argv += ["--value", f"{name}={value}"]
+        if s.inputs_file:
+            remote_inputs = deploy.deploy_file(
+                self.transport, Path(s.inputs_file), posixpath.join(self.work_dir, "data"),
+                timeout_s=_TRANSFER_TIMEOUT_S,
+            )
+            argv += ["--inputs", remote_inputs.remote_path]
+        if spec.eval_file:
+            remote_eval = deploy.deploy_file(
+                self.transport, Path(spec.eval_file), posixpath.join(self.work_dir, "data"),
+                timeout_s=_TRANSFER_TIMEOUT_S,
+            )
+            argv += ["--eval-inputs", remote_eval.remote_path,
+                     "--eval-output", posixpath.join(job_dir, "eval_outputs.npz")]
+        return argv
+
+    def _run_runner(self, argv: list[str], spec: JobSpec) -> RunnerDocument:
+        timeout_s = self.profile.bench.timeout_s
+        try:
+            result = self.transport.run(argv, timeout_s=timeout_s)
+        except DeviceTimeoutError as exc:
+            raise RunnerError(
+                f"runner for {spec.model.name} on {self.profile.name} did not finish within "
+                f"{timeout_s:g} s and was killed",
+                hint="lower --runs/--max-duration-s or raise bench.timeout_s in the profile",
+            ) from exc
+        origin = f"runner on {self.profile.name}"
+        if result.exit_code not in _RUNNER_DOCUMENT_EXIT_CODES or not result.stdout.strip():
+            tail = " | ".join(result.stderr.strip().splitlines()[-3:]) or "no output"
+            if result.exit_code == 127 or "No such file" in tail and self.python in tail:
+                raise RuntimeMissingError(
+                    f"python interpreter {self.python!r} not found on {self.profile.name}",
+                    hint="set `python:` in the device profile",
+                )
+            raise RunnerError(
+                f"runner for {spec.model.name} on {self.profile.name} crashed "
+                f"(exit code {result.exit_code}): {tail}"
+            )
+        try:
+            return parse_runner_document(result.stdout, origin=origin)
+        except SchemaError as exc:
+            raise RunnerError(exc.message) from exc
+
+    def _pull_accuracy(self, remote_path: str, eval_file: Path) -> float | None:
+        with np.load(eval_file) as data:
+            if "labels" not in data.files:
+                return None
+            labels = np.asarray(data["labels"])
+        with tempfile.TemporaryDirectory(prefix="harness-eval-") as tmp:
+            local = Path(tmp) / "eval_outputs.npz"
+            self.transport.pull(remote_path, local, timeout_s=_TRANSFER_TIMEOUT_S)
+            with np.load(local) as outputs:
+                if not outputs.files:
+                    raise ModelError("the runner wrote no evaluation outputs")
+                logits = np.asarray(outputs[outputs.files[0]])
+        return top1_accuracy(logits, labels)
+
+
+def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose arg-max equals the label."""
+    flat = logits.reshape(logits.shape[0], -1)
+    if flat.shape[0] != labels.shape[0]:
+        raise ModelError(f"evaluation produced {flat.shape[0]} rows for {labels.shape[0]} labels")
+    return float(np.mean(np.argmax(flat, axis=1) == labels.reshape(-1)))
+
+
+def resolve_work_dir(profile: DeviceProfile) -> str:
+    """The device's work directory: the profile's, or a per-kind default."""
+    if profile.work_dir:
+        if profile.transport.kind == "local":
+            return str(Path(profile.work_dir).expanduser())
+        return profile.work_dir
+    if profile.transport.kind == "local":
+        return str(paths.user_cache_dir() / "work")
+    if profile.transport.kind == "adb":
+        return "/data/local/tmp/harness"
+    return ".cache/harness"  # relative to the SSH user's home directory
+
+
+def describe_argv(argv: list[str]) -> str:
+    """A shell-quoted rendering of argv for logs (contains no secrets)."""
+    return shlex.join(argv)

@@ -1,0 +1,1 @@
+"""Real protocol peers started by tests (sshd, ...) and their pytest fixtures."""
