@@ -116,7 +116,7 @@ def bench_model(name: str, out_root: Path, args: argparse.Namespace) -> None:
         models, {"input": feed_x}, args.threads, args.rounds, args.runs_per_round
     )
     base = timed["baseline"].median_ms
-    print(f"\n{name}  (variants made in {made:.1f} s; batch 1, {args.threads} thread(s), "
+    print(f"\n{name}  (variants made in {made:.2f} s; batch 1, {args.threads} thread(s), "
           f"{args.rounds} alternating rounds x {args.runs_per_round} runs)")  # fmt: skip
     print(f"  {'variant':<38} {'bytes':>9} {'gzip':>9} {'MACs':>11} {'median ms':>10} "
           f"{'IQR ms':>15} {'ratio':>6}  fidelity")  # fmt: skip

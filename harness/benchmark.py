@@ -162,6 +162,8 @@ def run_benchmark(
                     with lock:
                         notes.extend(outcome.notes)
                 record(outcome.result)
+            with lock:
+                notes.extend(f"device {name}: {note}" for note in session.notes)
         except HarnessError as exc:
             # The device is gone or unusable: every job not yet run fails with this error.
             message = f"device {name}: {exc.one_line()}"

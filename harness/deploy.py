@@ -25,6 +25,7 @@ from harness.transport.base import ProgressCallback, Transport
 
 _HASH_CHUNK_BYTES = 1024 * 1024
 _SHORT_TIMEOUT_S = 60.0
+_RACY_NS = 2_000_000_000
 
 # sha256 of "$1" or nothing: coreutils, then toybox (Android), then BSD/macOS, then python3.
 _SHA_FN = r"""
@@ -117,8 +118,12 @@ def file_sha256(path: Path) -> str:
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_HASH_CHUNK_BYTES), b""):
             digest.update(block)
-    _local_hashes[key] = digest.hexdigest()
-    return _local_hashes[key]
+    sha = digest.hexdigest()
+    # Like git's "racy clean" rule: a file modified within the mtime granularity could change
+    # again without its (size, mtime) changing, so only cache files that have been still a while.
+    if time.time_ns() - stat.st_mtime_ns > _RACY_NS:
+        _local_hashes[key] = sha
+    return sha
 
 
 def check_remote_path(path: str) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import shlex
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from harness.errors import (
     RuntimeMissingError,
     SchemaError,
 )
+from harness.prepare import DevicePreparation
 from harness.profiles import DeviceProfile
 from harness.results.records import JobResult, JobSpec
 from harness.results.schema import RunnerDocument, parse_runner_document
@@ -65,12 +66,21 @@ class DeviceSession:
         self.transport = transport
         self._reopen = reopen
         self._runner_dir: str | None = None
+        self._prep: DevicePreparation | None = None
+        self._host_state: dict[str, Any] = {}
         self.work_dir = resolve_work_dir(profile)
         self.python = sys.executable if profile.transport.kind == "local" else profile.python
 
     def prepare(self) -> None:
         """Create the work directory and push the runner (only when its hash changed)."""
+        # `~` is never expanded inside quoted arguments, so resolve it once per connection.
+        self.work_dir = deploy.expand_home(self.transport, self.work_dir,
+                                           timeout_s=_SMALL_CALL_TIMEOUT_S)
         deploy.ensure_dir(self.transport, self.work_dir, timeout_s=_SMALL_CALL_TIMEOUT_S)
+        if self._prep is None:
+            self._prep = DevicePreparation.for_profile(self.profile, self.transport)
+            self._prep.apply()
+            self._host_state = self._prep.host_observed_state()
         runner_files = sorted(paths.runners_dir().glob("*.py"))
         if not runner_files:
             raise RunnerError(f"no runner scripts found in {paths.runners_dir()}")
@@ -83,8 +93,17 @@ class DeviceSession:
         self._runner_dir = bundle.remote_dir
 
     def close(self) -> None:
-        """Close the transport."""
-        self.transport.close()
+        """Restore what preparation changed, then close the transport."""
+        try:
+            if self._prep is not None:
+                self._prep.restore()
+        finally:
+            self.transport.close()
+
+    @property
+    def notes(self) -> list[str]:
+        """What preparation could not do, for the run's notes."""
+        return list(self._prep.notes) if self._prep is not None else []
 
     def run_job(self, spec: JobSpec, *, run_id: str) -> JobOutcome:
         """Run one job; a dropped connection is reconnected once and the job retried.
@@ -102,6 +121,8 @@ class DeviceSession:
             self.transport.close()
             self.transport = self._reopen()
             self._runner_dir = None
+            if self._prep is not None:
+                self._prep.transport = self.transport
             self.prepare()
             note = f"job {spec.job_index}: connection dropped ({first.one_line()}); retried once"
             return JobOutcome(self._run_job_once(spec, run_id), (note,))
@@ -140,7 +161,9 @@ class DeviceSession:
     def _runner_argv(self, spec: JobSpec, remote_model: str, job_dir: str) -> list[str]:
         assert self._runner_dir is not None
         s = spec.settings
+        prefix = self._prep.command_prefix() if self._prep is not None else []
         argv = [
+            *prefix,
             self.python, posixpath.join(self._runner_dir, _RUNNER_SCRIPT),
             "--model", remote_model,
             "--provider", s.provider,
@@ -194,9 +217,18 @@ class DeviceSession:
                 f"(exit code {result.exit_code}): {tail}"
             )
         try:
-            return parse_runner_document(result.stdout, origin=origin)
+            doc = parse_runner_document(result.stdout, origin=origin)
         except SchemaError as exc:
             raise RunnerError(exc.message) from exc
+        return self._with_host_state(doc)
+
+    def _with_host_state(self, doc: RunnerDocument) -> RunnerDocument:
+        """Add what the host observed (e.g. Android getprop) to the document's device state."""
+        if not self._host_state:
+            return doc
+        data = doc.to_json_dict()
+        data["device_state"] = {**data.get("device_state", {}), "host_observed": self._host_state}
+        return RunnerDocument.model_validate(data)
 
     def _pull_accuracy(self, remote_path: str, eval_file: Path) -> float | None:
         with np.load(eval_file) as data:
@@ -231,9 +263,4 @@ def resolve_work_dir(profile: DeviceProfile) -> str:
         return str(paths.user_cache_dir() / "work")
     if profile.transport.kind == "adb":
         return "/data/local/tmp/harness"
-    return ".cache/harness"  # relative to the SSH user's home directory
-
-
-def describe_argv(argv: list[str]) -> str:
-    """A shell-quoted rendering of argv for logs (contains no secrets)."""
-    return shlex.join(argv)
+    return "~/.cache/harness"  # expanded on the device by DeviceSession.prepare

@@ -27,18 +27,64 @@ SCHEMA_NAME = "harness.runner-result"
 SCHEMA_VERSION = 1
 EXIT_OK, EXIT_ERROR, EXIT_BAD_ARGUMENTS = 0, 2, 3
 
+
+def new_document(model_path: str) -> dict[str, Any]:
+    """The document skeleton; filled in as the run goes so an error keeps what was measured."""
+    return {
+        "schema": SCHEMA_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "producer": {"name": "harness-runner", "version": RUNNER_VERSION},
+        "status": "error",
+        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "model": {
+            "path": model_path,
+            "format": "tflite" if model_path.endswith(".tflite") else "onnx",
+        },
+        "settings": {},
+        "execution": {"notes": []},
+        "inputs": [],
+        "outputs": [],
+        "timing": None,
+        "memory": {},
+        "device_state": {},
+    }
+
+
+def model_arg(argv: list[str]) -> str:
+    """The --model path, scanned before parsing so even a bad command line's document names it."""
+    model = ""
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            model = argv[i + 1]
+        elif arg.startswith("--model="):
+            model = arg.split("=", 1)[1]
+    return model
+
+
 # Sibling modules live next to this file on the device.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from runner_errors import (  # noqa: E402
-    KIND_BAD_ARGUMENTS,
-    KIND_INFERENCE,
-    KIND_INTERNAL,
-    KIND_MODEL_LOAD,
-    KIND_RUNTIME_MISSING,
-    RunnerError,
-    classify_inference_error,
-)
+try:
+    from runner_errors import (
+        KIND_BAD_ARGUMENTS,
+        KIND_INFERENCE,
+        KIND_INTERNAL,
+        KIND_MODEL_LOAD,
+        KIND_RUNTIME_MISSING,
+        RunnerError,
+        classify_inference_error,
+    )
+except ImportError as _missing:
+    if __name__ != "__main__":
+        raise
+    # Pushed without its siblings: still answer with a document, not a traceback.
+    _doc = new_document(model_arg(sys.argv[1:]))
+    _doc["error"] = {
+        "kind": "runtime_missing",
+        "message": f"{_missing}; push every runners/*.py file into the runner's directory",
+        "op": None,
+    }
+    print(json.dumps(_doc))
+    sys.exit(EXIT_ERROR)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,28 +147,6 @@ def _check_args(args: argparse.Namespace) -> None:
         raise RunnerError(KIND_BAD_ARGUMENTS, "--eval-batch must be >= 1")
 
 
-def new_document(model_path: str) -> dict[str, Any]:
-    """The document skeleton; filled in as the run goes so an error keeps what was measured."""
-    return {
-        "schema": SCHEMA_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "producer": {"name": "harness-runner", "version": RUNNER_VERSION},
-        "status": "error",
-        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "model": {
-            "path": model_path,
-            "format": "tflite" if model_path.endswith(".tflite") else "onnx",
-        },
-        "settings": {},
-        "execution": {"notes": []},
-        "inputs": [],
-        "outputs": [],
-        "timing": None,
-        "memory": {},
-        "device_state": {},
-    }
-
-
 def _settings(args: argparse.Namespace, shapes: dict[str, list[int]]) -> dict[str, Any]:
     values: dict[str, str] = {}
     for text in args.value:
@@ -155,8 +179,6 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     """One benchmark job; fills ``doc`` step by step and raises RunnerError on failure."""
-    import numpy as np
-
     import runner_device
     import runner_inputs as ri
     import runner_timing as rt
@@ -187,37 +209,47 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
     shapes_by = ri.by_input(specs, shapes_arg, "--shape")
     values_by = ri.by_input(specs, values, "--value")
     from_file = ri.match_npz(specs, npz, args.inputs, strict=True) if args.inputs else {}
-    plan = ri.InputPlan()
-    for spec in specs:
-        if spec.name in from_file:
-            shape = list(from_file[spec.name].shape)
-            if spec.name in shapes_by and shapes_by[spec.name] != shape:
-                raise RunnerError(
-                    ri.KIND_INPUT,
-                    f"--shape {spec.name} {shapes_by[spec.name]} "
-                    f"contradicts {args.inputs} ({shape})",
-                )
-            plan.shapes[spec.name] = shape
-            plan.sources[spec.name] = "npz"
-        else:
-            plan.shapes[spec.name] = ri.resolve_shape(
-                spec, shapes_by.get(spec.name), backend.allow_fixed_override, plan
-            )
-            plan.sources[spec.name] = "value" if spec.name in values_by else "random"
+    plan = ri.plan_inputs(
+        specs, shapes_by, values_by, from_file, args.inputs, backend.allow_fixed_override
+    )
     backend.prepare(plan.shapes)
     timing["init_ms"] = (time.perf_counter_ns() - t0) / 1e6
     doc["execution"]["notes"].extend(plan.notes)
 
-    rng = np.random.default_rng(args.seed)
-    feeds: dict[str, Any] = {}
+    feeds = ri.make_feeds(specs, plan, values_by, from_file, args.inputs, args.seed)
     for spec in specs:
-        if spec.name in from_file:
-            feeds[spec.name] = ri.conform(spec, from_file[spec.name], args.inputs, batched=False)
-        else:
-            feeds[spec.name] = ri.make_tensor(
-                spec, plan.shapes[spec.name], rng, values_by.get(spec.name)
-            )
         doc["inputs"].append(_tensor_info(spec, feeds[spec.name], plan.sources[spec.name]))
+    _measure(backend, feeds, args, timing, doc)
+    doc["memory"] = runner_device.peak_memory()
+    doc["device_state"]["thermal_zones_after"] = runner_device.thermal_zones()
+
+    execution = backend.describe_execution()
+    execution["notes"] = doc["execution"]["notes"] + execution.get("notes", [])
+    doc["execution"] = execution
+    if not args.no_placement_probe:
+        backend.probe(execution)
+
+    if args.eval_inputs:
+        from runner_eval import run_eval
+
+        arrays = ri.match_npz(specs, ri.load_npz(args.eval_inputs), args.eval_inputs, strict=False)
+        first = plan.shapes[specs[0].name]
+        batch = args.eval_batch or (first[0] if first else 1)
+        rows = run_eval(
+            backend, specs, arrays, feeds, plan.shapes, batch, args.eval_inputs, args.eval_output
+        )
+        doc["eval_output"] = {"path": args.eval_output, "rows": rows}
+
+
+def _measure(
+    backend: Any,
+    feeds: dict[str, Any],
+    args: argparse.Namespace,
+    timing: dict[str, Any],
+    doc: dict[str, Any],
+) -> None:
+    """First inference, warm-up and the timed loop; samples land in ``doc`` as they are taken."""
+    import runner_timing as rt
 
     def bind() -> None:
         backend.bind(feeds)
@@ -250,25 +282,6 @@ def run(args: argparse.Namespace, doc: dict[str, Any]) -> None:
                     "window_end_ns": loop.window.end_ns,
                 }
             )
-    doc["memory"] = runner_device.peak_memory()
-    doc["device_state"]["thermal_zones_after"] = runner_device.thermal_zones()
-
-    execution = backend.describe_execution()
-    execution["notes"] = doc["execution"]["notes"] + execution.get("notes", [])
-    doc["execution"] = execution
-    if not args.no_placement_probe:
-        backend.probe(execution)
-
-    if args.eval_inputs:
-        from runner_eval import run_eval
-
-        arrays = ri.match_npz(specs, ri.load_npz(args.eval_inputs), args.eval_inputs, strict=False)
-        first = specs[0].name
-        batch = args.eval_batch or (plan.shapes[first][0] if plan.shapes[first] else 1)
-        rows = run_eval(
-            backend, specs, arrays, feeds, plan.shapes, batch, args.eval_inputs, args.eval_output
-        )
-        doc["eval_output"] = {"path": args.eval_output, "rows": rows}
 
 
 def _tensor_info(spec: Any, value: Any, source: str) -> dict[str, Any]:
@@ -299,16 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run, print the document; return the exit code."""
     real_stdout = _claim_stdout()
     argv = sys.argv[1:] if argv is None else argv
-    model = ""
-    for i, arg in enumerate(argv):  # the model path, for a document even when parsing fails
-        if arg == "--model" and i + 1 < len(argv):
-            model = argv[i + 1]
-        elif arg.startswith("--model="):
-            model = arg.split("=", 1)[1]
-    doc = new_document(model)
+    doc = new_document(model_arg(argv))
     code = EXIT_ERROR
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _on_signal)
+    _set_signal_handlers(_on_signal)
     try:
         args = build_parser().parse_args(argv)
         _check_args(args)
@@ -326,12 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             doc["error"] = {"kind": KIND_BAD_ARGUMENTS, "message": str(exc), "op": None}
             code = EXIT_BAD_ARGUMENTS
-    except ImportError as exc:  # numpy itself missing
-        doc["error"] = {
-            "kind": KIND_RUNTIME_MISSING,
-            "message": f"{exc}; install it with: pip install numpy",
-            "op": None,
-        }
+    except ImportError as exc:  # numpy, or a sibling module that was not pushed
+        if exc.name == "numpy":
+            message = f"{exc}; install it with: pip install numpy"
+        else:
+            message = f"{exc}; push every runners/*.py file into the runner's directory"
+        doc["error"] = {"kind": KIND_RUNTIME_MISSING, "message": message, "op": None}
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         doc["error"] = {
@@ -340,13 +346,22 @@ def main(argv: list[str] | None = None) -> int:
             "op": None,
         }
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, signal.SIG_DFL)
+        _set_signal_handlers(signal.SIG_DFL)
         if doc:
             _finish(doc)
             real_stdout.write(json.dumps(doc, allow_nan=False, default=_jsonable) + "\n")
             real_stdout.flush()
     return code
+
+
+def _set_signal_handlers(handler: Any) -> None:
+    # SIGTERM/SIGINT become an error document that keeps the samples; only the main thread may
+    # install handlers (main() called from another thread just goes without).
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, handler)
+    except ValueError:
+        pass
 
 
 def _finish(doc: dict[str, Any]) -> None:

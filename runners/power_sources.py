@@ -34,7 +34,17 @@ BATTERY_DIRS = (
 )
 CURRENT_NODES = ("current_now", "batt_current_now", "batt_current", "BatteryAverageCurrent")
 VOLTAGE_NODES = ("voltage_now", "batt_vol", "batt_voltage", "voltage_avg")
-INA_NAMES = ("ina209", "ina219", "ina220", "ina226", "ina230", "ina231", "ina233", "ina238", "ina260")
+INA_NAMES = (
+    "ina209",
+    "ina219",
+    "ina220",
+    "ina226",
+    "ina230",
+    "ina231",
+    "ina233",
+    "ina238",
+    "ina260",
+)
 
 ODPM_HEADER = re.compile(r"^t=(\d+)\s*$")
 ODPM_CHANNEL = re.compile(r"^CH(\d+)\(T=(\d+)\)\[([^\]]+)\],\s*(\d+)\s*$")
@@ -232,7 +242,9 @@ class Odpm(Source):
             device_t_ns = t_ms * 1_000_000
             if meter.t_ns and device_t_ns <= meter.t_ns[-1]:
                 continue  # the driver's 50 ms cache: the same reading again
-            meter.add(device_t_ns, {name: values.get(name, float("nan")) for name in meter.channels})
+            meter.add(
+                device_t_ns, {name: values.get(name, float("nan")) for name in meter.channels}
+            )
 
 
 def parse_energy_value(text: str) -> tuple[int, dict[str, float]]:
@@ -350,7 +362,9 @@ class Hwmon(Source):
             self.notes.append(f"INA update_interval {max(interval_ms)} ms")
         else:
             self.max_rate_hz = 50.0
-        self.meters = [Meter("hwmon", "power_w", [s[0] for s in self.sensors], node=self.sensors[0][1])]
+        self.meters = [
+            Meter("hwmon", "power_w", [s[0] for s in self.sensors], node=self.sensors[0][1])
+        ]
 
     def read(self, t_ns: int) -> None:
         values = {}
@@ -403,7 +417,9 @@ class Rapl(Source):
             raise SourceUnavailable(
                 "; ".join(problems) or "no RAPL package zone under sys/class/powercap"
             )
-        meter = Meter("rapl", "energy_uj", [z[0] for z in self.zones], node=os.path.dirname(self.zones[0][1]))
+        meter = Meter(
+            "rapl", "energy_uj", [z[0] for z in self.zones], node=os.path.dirname(self.zones[0][1])
+        )
         meter.wrap_uj = wraps
         self.meters = [meter]
 

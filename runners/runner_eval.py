@@ -31,10 +31,9 @@ def run_eval(
     by_name = {s.name: s for s in specs}
     rows_of = {name: int(a.shape[0]) for name, a in arrays.items() if a.ndim > 0}
     if len(rows_of) != len(arrays) or len(set(rows_of.values())) != 1:
+        shapes = {k: list(a.shape) for k, a in arrays.items()}
         raise RunnerError(
-            KIND_INPUT,
-            f"{path}: eval arrays need one common first dim (rows), "
-            f"got { ({k: list(a.shape) for k, a in arrays.items()}) }",
+            KIND_INPUT, f"{path}: eval arrays need one common first dim (rows), got {shapes}"
         )
     rows = next(iter(rows_of.values()))
     batched: dict[str, np.ndarray] = {}

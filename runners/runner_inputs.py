@@ -296,11 +296,71 @@ def conform(spec: TensorSpec, array: np.ndarray, path: str, batched: bool) -> np
                 f"{path}: {spec.name} has shape {list(array.shape)}, "
                 f"dim {i} must be {want} (model declares {declared})",
             )
+    if dtype.kind == "O":  # string tensors: numpy's str arrays are what the runtimes take
+        if array.dtype.kind not in "US":
+            raise RunnerError(
+                KIND_INPUT, f"{path}: {spec.name} is {array.dtype.name}, the model wants strings"
+            )
+        return array.astype(object)
     if array.dtype != dtype:
-        if dtype.kind in "OSU" or not np.can_cast(array.dtype, dtype, casting="same_kind"):
+        if not np.can_cast(array.dtype, dtype, casting="same_kind"):
             raise RunnerError(
                 KIND_INPUT,
                 f"{path}: {spec.name} is {array.dtype.name}, the model wants {dtype.name}",
             )
         array = array.astype(dtype)
     return np.ascontiguousarray(array)
+
+
+def plan_inputs(
+    specs: Sequence[TensorSpec],
+    shapes: dict[str, list[int]],
+    values: dict[str, ValueSpec],
+    from_file: dict[str, np.ndarray],
+    inputs_path: str | None,
+    allow_fixed_override: bool,
+) -> InputPlan:
+    """Concrete shape and source of every input (settings already keyed by input name).
+
+    An input from the npz file takes the file's shape; ``--shape`` may only repeat it.
+    """
+    plan = InputPlan()
+    for spec in specs:
+        if spec.name in from_file:
+            shape = list(from_file[spec.name].shape)
+            if spec.name in shapes and shapes[spec.name] != shape:
+                raise RunnerError(
+                    KIND_INPUT,
+                    f"--shape {spec.name} {shapes[spec.name]} contradicts {inputs_path} ({shape})",
+                )
+            if spec.name in values:
+                raise RunnerError(
+                    KIND_INPUT, f"input {spec.name} is given by both --value and {inputs_path}"
+                )
+            plan.shapes[spec.name] = shape
+            plan.sources[spec.name] = "npz"
+        else:
+            override = shapes.get(spec.name)
+            plan.shapes[spec.name] = resolve_shape(spec, override, allow_fixed_override, plan)
+            plan.sources[spec.name] = "value" if spec.name in values else "random"
+    return plan
+
+
+def make_feeds(
+    specs: Sequence[TensorSpec],
+    plan: InputPlan,
+    values: dict[str, ValueSpec],
+    from_file: dict[str, np.ndarray],
+    inputs_path: str | None,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """The input arrays of the plan: checked npz arrays, else seeded generated data (drawn in
+    input order from one generator, so a seed reproduces every input)."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for spec in specs:
+        if spec.name in from_file:
+            feeds[spec.name] = conform(spec, from_file[spec.name], str(inputs_path), batched=False)
+        else:
+            feeds[spec.name] = make_tensor(spec, plan.shapes[spec.name], rng, values.get(spec.name))
+    return feeds

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Real peers on loopback, as pytest plugins: OpenSSH's sshd and the adbd-compatible ADB peer.
+pytest_plugins = ["tests.peers.sshd", "tests.peers.adbd_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def harness_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -12,7 +12,6 @@ from tests.peers.adbd import AdbdPeer
 from tests.peers.adbd_support import AdbServer, PeerFactory
 
 # The ADB peer fixtures (also registered in tests/conftest.py once the lead wires them).
-pytest_plugins = ["tests.peers.adbd_fixtures"]
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +100,11 @@ def test_unknown_key_is_unauthorized(
     result = adb_server.run("connect", serial)
     assert "failed to authenticate" in result.stdout + result.stderr
     assert f"{serial}\tunauthorized" in adb_server.run("devices").stdout
+
+
+def test_unknown_service_is_refused(adb_server: AdbServer, adbd_peer: AdbdPeer) -> None:
+    serial = _connect(adb_server, adbd_peer)
+    result = adb_server.run("-s", serial, "root")  # "root:" is not offered by the peer
+    assert result.returncode != 0
+    assert "closed" in result.stdout + result.stderr
+    assert "root:" in adbd_peer.services

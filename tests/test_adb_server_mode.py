@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,19 @@ from harness.profiles import AdbTransportConfig
 from harness.transport.adb import AdbTransport
 from harness.transport.adb_state import read_android_state
 from tests.peers.adbd import AdbdPeer
-from tests.peers.adbd_support import AdbServer, PeerFactory
+from tests.peers.adbd_support import AdbServer, PeerFactory, free_port
 
 # The ADB peer fixtures (also registered in tests/conftest.py once the lead wires them).
-pytest_plugins = ["tests.peers.adbd_fixtures"]
 
 pytestmark = pytest.mark.integration
+
+
+def _dead(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
 
 
 def _server_transport(adb_server: AdbServer, peer: AdbdPeer) -> AdbTransport:
@@ -57,8 +65,15 @@ def test_server_mode_timeout_and_device_full(
 ) -> None:
     peer = adbd_peer_factory(free_bytes=0)
     phone = _server_transport(adb_server, peer)
-    with pytest.raises(DeviceTimeoutError):
-        phone.run(["sleep", "20"], timeout_s=0.5)
+    with pytest.raises(DeviceTimeoutError, match="killed"):
+        phone.run(
+            ["sh", "-c", "echo $$ > me.pid; exec sleep 20"], timeout_s=1, cwd="/data/local/tmp"
+        )
+    pid = int((peer.options.root / "me.pid").read_text())
+    deadline = time.monotonic() + 5
+    while not _dead(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _dead(pid)
     (tmp_path / "m.bin").write_bytes(os.urandom(300_000))
     with pytest.raises(DeviceFullError):
         phone.push(tmp_path / "m.bin", "/data/local/tmp/m.bin", timeout_s=10)
@@ -66,7 +81,11 @@ def test_server_mode_timeout_and_device_full(
     phone.close()
 
 
-def test_server_mode_without_a_server_is_a_connection_error(tmp_path: Path) -> None:
-    config = AdbTransportConfig(kind="adb", mode="server", serial="x", server_port=1)
-    with pytest.raises(DeviceConnectionError, match="adb server"):
+def test_server_mode_without_a_server_is_a_connection_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # a started adb server would create ~/.android
+    config = AdbTransportConfig(kind="adb", mode="server", serial="x", server_port=free_port())
+    with pytest.raises(DeviceConnectionError, match="no adb server at "):
         AdbTransport(config).run(["true"], timeout_s=5)
+    assert not (tmp_path / ".android").exists()  # harness did not start a server itself

@@ -14,7 +14,6 @@ from harness.transport.adb_state import check_adb_device, parse_android_state, r
 from tests.peers.adbd import AdbdPeer
 from tests.peers.adbd_support import FIXTURES_DIR, AdbKeyPair, PeerFactory
 
-pytest_plugins = ["tests.peers.adbd_fixtures"]
 
 
 def _config(peer: AdbdPeer, key: AdbKeyPair) -> AdbTransportConfig:

@@ -27,7 +27,6 @@ from tests.peers.adbd import AdbdPeer
 from tests.peers.adbd_support import AdbKeyPair, PeerFactory
 
 # The ADB peer fixtures (also registered in tests/conftest.py once the lead wires them).
-pytest_plugins = ["tests.peers.adbd_fixtures"]
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +217,11 @@ def test_dropped_mid_push(
     source.write_bytes(os.urandom(4 * 1024 * 1024))
     with pytest.raises(DeviceConnectionError):
         phone.push(source, "/data/local/tmp/big.bin", timeout_s=30)
+    partial = peer.options.root / "big.bin"
+    deadline = time.monotonic() + 2
+    while partial.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not partial.exists()  # no half file left to be mistaken for a model
 
 
 def test_key_created_on_first_use_with_mode_0600(
@@ -302,3 +306,44 @@ def test_peer_process_killed_mid_command(adb_key_pair: AdbKeyPair, tmp_path: Pat
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_drop_after_commands_then_one_retry_succeeds(
+    adbd_peer_factory: PeerFactory, adb_key_pair: AdbKeyPair
+) -> None:
+    peer = adbd_peer_factory(drop_after_commands=1)  # unplugged when the 2nd command starts
+    phone = _transport(peer, adb_key_pair)
+    assert phone.run(["echo", "first"], timeout_s=10).stdout == "first\n"
+    with pytest.raises(DeviceConnectionError):
+        phone.run(["echo", "second"], timeout_s=10)
+    phone.reconnect()
+    assert phone.run(["echo", "retried"], timeout_s=10).stdout == "retried\n"
+    assert phone.reconnects == 1
+    phone.close()
+
+
+def test_standin_binary_serves_recorded_output(
+    adbd_peer_factory: PeerFactory, adb_key_pair: AdbKeyPair
+) -> None:
+    recorded = "INFO: Inference timings in us: Init: 41023, First inference: 9812, Warmup (avg): 7311.2, Inference (avg): 7002.5\n"
+    script = f"#!/bin/sh\necho \"args: $*\" >&2\ncat <<'EOF'\n{recorded}EOF\n"
+    peer = adbd_peer_factory(standins={"benchmark_model": script})
+    phone = _transport(peer, adb_key_pair)
+    result = phone.run(
+        ["benchmark_model", "--graph=/data/local/tmp/harness/m.tflite", "--num_threads=4"],
+        timeout_s=10,
+    )
+    assert result.stdout == recorded
+    assert result.stderr == f"args: --graph={peer.options.root}/harness/m.tflite --num_threads=4\n"
+    phone.close()
+
+
+def test_phone_without_auth_accepts_any_key(
+    adbd_peer_factory: PeerFactory, stranger_key_pair: AdbKeyPair
+) -> None:
+    peer = adbd_peer_factory(require_auth=False)  # ro.adb.secure=0, e.g. a dev board
+    phone = _transport(peer, stranger_key_pair)
+    assert phone.run(["getprop", "ro.build.version.sdk"], timeout_s=10).stdout == "34\n"
+    phone.close()

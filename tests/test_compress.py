@@ -8,6 +8,7 @@ is exact (1e-5); low-rank error equals the discarded energy; clustering <= k val
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,13 @@ def test_int4_rewrites_gemm_exactly_before_quantizing(
         sess.run(None, {"input": digits.eval_x})[0], run(models["mlp"], digits.eval_x), atol=1e-4
     )
     assert all(numpy_helper.to_array(t).dtype == np.float32 for t in model.graph.initializer)
+
+
+def test_fp16_falls_back_to_onnxruntime_converter(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxconverter_common", None)  # as if not installed
+    out, notes = apply("fp16", models["cnn"], tmp_path)  # apply() runs onnx.checker
+    assert "onnxruntime.transformers.float16" in notes[0]
+    base, var = run(models["cnn"], cnn_input()), run(out, cnn_input())
+    assert np.max(np.abs(var - base)) <= 0.01 * np.max(np.abs(base))

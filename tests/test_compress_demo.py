@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ ALL_RECIPES = [
     "lowrank:energy=0.95",
     "cluster:k=16",
     "prune:sparsity=0.25,structured=true>int8-static",
+    # the optional torch extra; without torch it must fail cleanly (checked in test_compress_distill)
+    *(["distill"] if importlib.util.find_spec("torch") else []),
 ]
 
 

@@ -17,13 +17,14 @@ from harness.deploy import (
     deploy_file,
     ensure_dir,
     expand_home,
+    file_sha256,
     remote_sha256,
 )
 from harness.errors import ConfigError, DeviceFullError, TransferError
 from harness.transport.base import CommandResult, ProgressCallback, Transport
 from harness.transport.local import LocalTransport
 from harness.transport.ssh import SshTransport
-from tests.peers.sshd import SshdServer, sshd_server  # noqa: F401
+from tests.peers.sshd import SshdServer
 
 
 class Counting:
@@ -203,3 +204,19 @@ def test_full_device_raises_device_full_and_leaves_no_temp(
     assert [p for p in tiny_tmpfs.rglob("*") if p.is_file()] == []
     small = _model(tmp_path, "small.onnx", 1000)  # the device works again once space is there
     assert deploy_file(transport, small, str(tiny_tmpfs / "models"), timeout_s=30).pushed
+
+
+def test_local_hash_cache_never_serves_a_racy_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"A" * 100)
+    stamp = path.stat().st_mtime_ns  # just written: too recent to cache
+    assert file_sha256(path) == hashlib.sha256(b"A" * 100).hexdigest()
+    path.write_bytes(b"B" * 100)  # same size, and force the same mtime
+    os.utime(path, ns=(stamp, stamp))
+    assert file_sha256(path) == hashlib.sha256(b"B" * 100).hexdigest()
+    old = stamp - 10**10
+    os.utime(path, ns=(old, old))
+    assert file_sha256(path) == hashlib.sha256(b"B" * 100).hexdigest()
+    path.write_bytes(b"C" * 100)
+    os.utime(path, ns=(old + 1, old + 1))  # any change of mtime misses the cache
+    assert file_sha256(path) == hashlib.sha256(b"C" * 100).hexdigest()

@@ -342,3 +342,54 @@ def test_sigterm_during_timed_runs_prints_the_samples_so_far(add_relu: Path) -> 
     assert doc.error is not None and doc.error.kind == "inference"
     assert "signal 15" in doc.error.message
     assert doc.timing is not None and len(doc.timing.latencies_ns) > 10
+
+
+def test_runner_pushed_without_its_siblings_still_prints_a_document(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from harness.results.schema import parse_runner_document
+    from tests.fixtures.runner.invoke import RUNNER
+
+    alone = tmp_path / "device-dir"
+    alone.mkdir()
+    shutil.copy(RUNNER, alone / RUNNER.name)
+    proc = subprocess.run(
+        [sys.executable, str(alone / RUNNER.name), "--model", "m.tflite"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    doc = parse_runner_document(proc.stdout)
+    assert proc.returncode == 2 and doc.error is not None
+    assert doc.error.kind == "runtime_missing" and "runner_errors" in doc.error.message
+    assert doc.model.path == "m.tflite" and doc.model.format == "tflite"
+
+
+def test_an_input_from_both_npz_and_value_is_refused(add_relu: Path, tmp_path: Path) -> None:
+    path = tmp_path / "in.npz"
+    np.savez(path, x=np.zeros((1, 4), np.float32))
+    run = run_runner("--model", add_relu, "--inputs", path, "--value", "x=1")
+    assert run.returncode == 2 and run.doc.error is not None
+    assert run.doc.error.kind == "input" and "both --value" in run.doc.error.message
+
+
+def test_string_inputs_come_from_npz(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])
+    y = helper.make_tensor_value_info("same", TensorProto.STRING, ["n"])
+    model = models.onnx_model(
+        tmp_path / "s.onnx", [helper.make_node("Identity", ["text"], ["same"])], [x], [y]
+    )
+    run = run_runner("--model", model)
+    assert run.doc.error is not None and run.doc.error.kind == "input"
+    assert "text" in run.doc.error.message and "--inputs" in run.doc.error.message
+    path = tmp_path / "s.npz"
+    np.savez(path, text=np.array(["monday", "Tuesday", "x"]))
+    doc = run_runner("--model", model, "--inputs", path).doc
+    assert doc.status == "ok", doc.error
+    assert doc.inputs[0].dtype == "object" and doc.inputs[0].shape == [3]
+    assert doc.outputs[0].shape == [3]

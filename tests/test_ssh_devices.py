@@ -22,7 +22,7 @@ from harness.transport.ssh_devices import (
     make_ssh_profile,
     throttle_flags,
 )
-from tests.peers.sshd import SshdServer, sshd_server  # noqa: F401
+from tests.peers.sshd import SshdServer
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def _ssh_profile(server: SshdServer, **fields: object) -> DeviceProfile:
 
 @pytest.mark.integration
 def test_check_reports_python_runtimes_disk(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -101,7 +101,7 @@ def test_check_reports_python_runtimes_disk(
 
 @pytest.mark.integration
 def test_check_lists_what_is_missing(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
@@ -115,7 +115,7 @@ def test_check_lists_what_is_missing(
 
 @pytest.mark.integration
 def test_check_unreachable_device_explains_why(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
 ) -> None:
     profile = _ssh_profile(sshd_server)
@@ -124,12 +124,12 @@ def test_check_unreachable_device_explains_why(
     )
     check = check_ssh_device(untrusted)
     assert not check.reachable and not check.ok
-    assert "harness devices trust" in check.problems[0]
+    assert "harness devices trust loopback" in check.problems[0]
 
 
 @pytest.mark.integration
 def test_open_transport_picks_the_implementation(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)

@@ -10,7 +10,7 @@ import pytest
 from harness.errors import AuthenticationError, HostKeyError
 from harness.transport.ssh import SshTransport
 from harness.transport.ssh_connect import trust_host
-from tests.peers.sshd import SshdServer, sshd_server  # noqa: F401
+from tests.peers.sshd import SshdServer
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _openssh_fingerprint(server: SshdServer) -> str:
 
 
 def test_unknown_host_is_refused_and_known_hosts_untouched(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
 ) -> None:
     known = tmp_path / "known_hosts"
@@ -48,7 +48,7 @@ def test_unknown_host_is_refused_and_known_hosts_untouched(
 
 @pytest.mark.parametrize("hashed", [True, False])
 def test_trust_host_then_connect(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
     hashed: bool,
 ) -> None:
@@ -72,7 +72,7 @@ def test_trust_host_then_connect(
 
 
 def test_changed_host_key_is_a_loud_error(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
 ) -> None:
     other = tmp_path / "other"
@@ -91,7 +91,7 @@ def test_changed_host_key_is_a_loud_error(
 
 
 def test_wrong_client_key_is_refused(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
 ) -> None:
     wrong = tmp_path / "wrong_key"

@@ -21,13 +21,13 @@ from harness.errors import (
 )
 from harness.transport.base import Transport
 from harness.transport.ssh import SshTransport
-from tests.peers.sshd import SshdProcess, SshdServer, sshd_factory, sshd_server  # noqa: F401
+from tests.peers.sshd import SshdProcess, SshdServer
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ssh(sshd_server: SshdServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshTransport]:  # noqa: F811
+def ssh(sshd_server: SshdServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshTransport]:
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     transport = SshTransport(sshd_server.transport_config())
     yield transport
@@ -140,6 +140,14 @@ def test_push_to_a_full_device_is_device_full(ssh: SshTransport, tmp_path: Path)
     assert ssh.run(["true"], timeout_s=10).ok  # the connection survives
 
 
+def test_transfer_timeout(ssh: SshTransport, tmp_path: Path) -> None:
+    src = tmp_path / "big"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    with pytest.raises(DeviceTimeoutError, match=r"push of .* did not finish"):
+        ssh.push(src, str(tmp_path / "dst"), timeout_s=1e-6)
+    assert ssh.run(["echo", "usable"], timeout_s=10).stdout == "usable\n"
+
+
 def test_timeout_kills_the_remote_process_group(ssh: SshTransport) -> None:
     marker = "31.4159"
     started = time.monotonic()
@@ -151,7 +159,7 @@ def test_timeout_kills_the_remote_process_group(ssh: SshTransport) -> None:
 
 
 def test_sshd_killed_mid_command_then_reconnect(
-    sshd_factory: Callable[..., SshdProcess],  # noqa: F811
+    sshd_factory: Callable[..., SshdProcess],
 ) -> None:
     proc = sshd_factory()
     ssh = SshTransport(proc.server.transport_config())
@@ -173,7 +181,7 @@ def test_sshd_killed_mid_command_then_reconnect(
 
 
 def test_dropped_idle_connection_is_retried_once(
-    sshd_factory: Callable[..., SshdProcess],  # noqa: F811
+    sshd_factory: Callable[..., SshdProcess],
 ) -> None:
     proc = sshd_factory()
     ssh = SshTransport(proc.server.transport_config())
@@ -193,7 +201,7 @@ def test_dropped_idle_connection_is_retried_once(
 
 
 def test_ssh_config_alias_and_proxyjump(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -225,7 +233,7 @@ def test_ssh_config_alias_and_proxyjump(
 
 
 def test_ssh_agent_key(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -251,7 +259,7 @@ def test_ssh_agent_key(
 
 
 def test_password_env_must_be_set(
-    sshd_server: SshdServer,  # noqa: F811
+    sshd_server: SshdServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("HARNESS_TEST_SSH_PASSWORD", raising=False)

@@ -12,7 +12,13 @@ Conventions used throughout:
   samples with replacement ``n_boot`` times, take each resample's median, and report the
   ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of those medians. It is only computed
   from :data:`MIN_CI_SAMPLES` samples on; with fewer the bootstrap distribution is too lumpy
-  to mean anything and the bounds are ``None``.
+  to mean anything and the bounds are ``None``. Each resample's median is drawn through the
+  order-statistic identity (see :func:`bootstrap_medians`), which has exactly the distribution of
+  the median of n values drawn with replacement but costs O(1) instead of O(n) per resample, so a
+  million-sample job is summarised in well under a second.
+* Aggregate-only results (native tools that print statistics, not runs) are summarised by
+  :func:`summarize_aggregate` from the printed numbers alone: a statistic the tool did not print
+  is ``math.nan`` (the one shared object), never estimated from the others.
 """
 
 from __future__ import annotations
@@ -25,13 +31,10 @@ from numpy.typing import NDArray
 from scipy import stats as _scipy_stats
 
 from harness.results.records import LatencySummary
+from harness.results.schema import AggregateStats
 
 MIN_CI_SAMPLES = 10
 """Fewest samples for which :func:`bootstrap_median_ci` reports an interval."""
-
-# Resamples are drawn in chunks of at most this many values so that a 100 000-sample job does
-# not allocate an n_boot x n index matrix (1.6 GB) at once.
-_BOOT_CHUNK_VALUES = 2_000_000
 
 
 def _as_array(samples: Sequence[float]) -> NDArray[np.float64]:
@@ -51,33 +54,51 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return float(np.percentile(_as_array(samples), q, method="linear"))
 
 
+def bootstrap_medians(
+    samples: Sequence[float], *, n_boot: int = 2000, seed: int = 0
+) -> NDArray[np.float64]:
+    """Medians of ``n_boot`` bootstrap resamples (size n, with replacement), seeded.
+
+    Method: a resample is n indices ``floor(n * U_i)`` with U_i iid uniform on [0, 1); the map is
+    monotone, so the resample's k-th smallest value is ``sorted[floor(n * U_(k))]``, and the k-th
+    order statistic of n uniforms is Beta(k, n - k + 1). For odd n the median is the k = (n + 1) / 2
+    -th value. For even n it is the mean of the k = n / 2-th and (k + 1)-th; given U_(k) = u, the
+    (k + 1)-th uniform is ``u + (1 - u) * V`` with V ~ Beta(1, n - k) (the least of the n - k
+    uniforms above u). The draws use ``numpy.random.default_rng(seed)``.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    ordered = np.sort(_as_array(samples))
+    n = ordered.size
+    rng = np.random.default_rng(seed)
+    k = (n + 1) // 2
+    u_low = rng.beta(k, n - k + 1, size=n_boot)
+    low = ordered[_rank_index(u_low, n)]
+    if n % 2:
+        return low
+    u_high = u_low + (1.0 - u_low) * rng.beta(1, n - k, size=n_boot)
+    return (low + ordered[_rank_index(u_high, n)]) / 2.0
+
+
+def _rank_index(u: NDArray[np.float64], n: int) -> NDArray[np.intp]:
+    # floor(n * u), clamped because a Beta draw can round to exactly 1.0
+    return np.minimum((u * n).astype(np.intp), n - 1)
+
+
 def bootstrap_median_ci(
     samples: Sequence[float], *, ci_level: float = 0.95, n_boot: int = 2000, seed: int = 0
 ) -> tuple[float, float] | None:
     """Percentile-bootstrap confidence interval of the median, or None below MIN_CI_SAMPLES.
 
-    Method: draw ``n_boot`` resamples of size n with replacement from ``samples`` using
-    ``numpy.random.default_rng(seed)`` (so the interval is reproducible), compute each
-    resample's median, and return the type-7 percentiles ``100 * (1 - ci_level) / 2`` and
-    ``100 * (1 + ci_level) / 2`` of those medians.
+    Method: the type-7 percentiles ``100 * (1 - ci_level) / 2`` and ``100 * (1 + ci_level) / 2``
+    of ``n_boot`` seeded bootstrap medians (:func:`bootstrap_medians`).
     """
     if not 0.0 < ci_level < 1.0:
         raise ValueError(f"ci_level must be within (0, 1), got {ci_level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
-    values = _as_array(samples)
-    n = values.size
-    if n < MIN_CI_SAMPLES:
+    if len(samples) < MIN_CI_SAMPLES:
+        _as_array(samples)  # still refuse empty or malformed input
         return None
-    rng = np.random.default_rng(seed)
-    medians = np.empty(n_boot, dtype=np.float64)
-    rows_per_chunk = max(1, _BOOT_CHUNK_VALUES // n)
-    # int32 indices: drawing and gathering them is several times faster than int64
-    index_type = np.int32 if n < 2**31 else np.int64
-    for start in range(0, n_boot, rows_per_chunk):
-        rows = min(rows_per_chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(rows, n), dtype=index_type)
-        medians[start : start + rows] = np.median(values[idx], axis=1)
+    medians = bootstrap_medians(samples, n_boot=n_boot, seed=seed)
     tail = 100.0 * (1.0 - ci_level) / 2.0
     low, high = np.percentile(medians, [tail, 100.0 - tail], method="linear")
     return float(low), float(high)
@@ -116,6 +137,47 @@ def summarize_latencies(
         cv=std / mean if mean > 0 else math.inf,
         throughput_ips=1000.0 / mean if mean > 0 else math.inf,
         total_duration_s=float(values.sum()) / 1000.0,
+    )
+
+
+def summarize_aggregate(stats: AggregateStats, *, population_std: bool = False) -> LatencySummary:
+    """A summary (``source="aggregate"``) of the statistics a native tool printed, in µs.
+
+    count, mean (the tool's avg), min and max are taken as printed; median/p90/p99 are the tool's
+    own percentiles (its method, e.g. nearest rank, not type 7) and ``math.nan`` when it printed
+    none. std: the tool's, converted to the sample std used for per-run samples
+    (``std * sqrt(n / (n - 1))``) when ``population_std`` (benchmark_model's ``Stat`` divides by
+    n); ``nan`` when not printed. No CI (it needs the samples). cv = std / mean;
+    throughput_ips = 1000 / mean_ms; total_duration_s = count * mean, the time the timed runs
+    took (what the tool's loop measured, without the gaps between runs).
+    Raises ``ValueError`` without a positive count and an average.
+    """
+    if stats.count is None or stats.count < 1 or stats.avg is None:
+        raise ValueError("an aggregate needs a positive count and an average")
+    count = stats.count
+
+    def ms(value_us: float | None) -> float:
+        return value_us / 1000.0 if value_us is not None else math.nan
+
+    mean = ms(stats.avg)
+    std = ms(stats.std)
+    if population_std and not math.isnan(std):
+        std = std * math.sqrt(count / (count - 1)) if count > 1 else 0.0
+    return LatencySummary(
+        count=count,
+        mean_ms=mean,
+        std_ms=std,
+        min_ms=ms(stats.min),
+        median_ms=ms(stats.median),
+        p90_ms=ms(stats.p90),
+        p99_ms=ms(stats.p99),
+        max_ms=ms(stats.max),
+        median_ci_low_ms=None,
+        median_ci_high_ms=None,
+        cv=std / mean if mean > 0 else math.inf,
+        throughput_ips=1000.0 / mean if mean > 0 else math.inf,
+        total_duration_s=count * mean / 1000.0,
+        source="aggregate",
     )
 
 

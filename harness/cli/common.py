@@ -15,7 +15,7 @@ from harness.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, HarnessError
 from harness.results.records import RunRecord
 from harness.results.store import ResultStore
 
-console = Console()
+console = Console(soft_wrap=True)  # messages stay one line; tables still fit the width
 
 DB_OPTION = typer.Option(
     None, "--db", help="Results store: a SQLite file or a SQLAlchemy URL "

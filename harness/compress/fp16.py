@@ -12,6 +12,7 @@ from types import ModuleType
 
 import onnx
 
+from harness.compress import graph
 from harness.compress.context import StepContext
 from harness.compress.recipes import RecipeStep
 from harness.errors import CompressionError
@@ -41,5 +42,6 @@ def fp16(src: Path, dst: Path, step: RecipeStep, ctx: StepContext) -> list[str]:
             )
     except Exception as exc:
         raise CompressionError(f"recipe {ctx.recipe!r}: float16 conversion failed: {exc}") from exc
+    graph.topological_sort(converted)
     onnx.save(converted, str(dst))
     return [f"converted with {name}; values beyond float16 range are clamped to +-10000"]

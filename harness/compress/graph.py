@@ -175,3 +175,30 @@ def sha256_file(path: Path) -> str:
 def gzip_size(path: Path) -> int:
     """Bytes of the file after gzip level 9: what a sparse/clustered model costs to ship."""
     return len(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
+
+
+def topological_sort(model: onnx.ModelProto) -> None:
+    """Reorder the main graph's nodes so every input is produced before it is read (in place).
+
+    Some converters (onnxruntime's float16 fallback) append nodes out of order; onnxruntime
+    copes, ``onnx.checker`` does not. Stable: nodes keep their order where it is already valid.
+    """
+    available = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer}
+    available.add("")  # an omitted optional input
+    pending = list(model.graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the rest as it was for the checker
+            ordered += pending
+            break
+        for n in ready:
+            available.update(n.output)
+        ordered += ready
+        ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ids]
+    copies = [onnx.NodeProto() for _ in ordered]
+    for dst, src in zip(copies, ordered, strict=True):
+        dst.CopyFrom(src)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)

@@ -23,6 +23,7 @@ import onnxruntime as ort
 from harness.compress import graph
 from harness.compress.cluster import cluster
 from harness.compress.context import StepContext, StepFn
+from harness.compress.distill import distill
 from harness.compress.fidelity import EvalSet, compare, prepare_eval, resolve_metric, run_outputs
 from harness.compress.fp16 import fp16
 from harness.compress.int4 import int4
@@ -43,6 +44,7 @@ STEPS: Mapping[str, StepFn] = {
     "prune": prune,
     "lowrank": lowrank,
     "cluster": cluster,
+    "distill": distill,
 }
 
 

@@ -88,6 +88,16 @@ TECHNIQUES: Mapping[str, Mapping[str, ParamSpec]] = MappingProxyType(
             "energy": ParamSpec(float, None, _unit_half_open, "0 < energy <= 1"),
             "include_conv": ParamSpec(bool, True),
         },
+        "distill": {
+            "width": ParamSpec(int, 32, _between(1, 4096), "1..4096"),
+            "layers": ParamSpec(int, 2, _between(1, 8), "1..8"),
+            "epochs": ParamSpec(int, 60, _between(1, 10_000), "1..10000"),
+            "alpha": ParamSpec(float, 0.5, _between(0.0, 1.0), "0 <= alpha <= 1"),
+            "temperature": ParamSpec(float, 4.0, _between(0.05, 100.0), "0.05..100"),
+            "lr": ParamSpec(float, 0.003, _between(1e-6, 1.0), "1e-6..1"),
+            "augment": ParamSpec(int, 4, _between(0, 100), "0..100"),
+            "noise": ParamSpec(float, 0.1, _between(0.0, 10.0), "0..10"),
+        },
         "cluster": {
             "k": ParamSpec(int, 16, _between(2, 65536), "2 <= k <= 65536"),
             "seed": ParamSpec(int, 0, _between(0, 2**32 - 1), "0..2^32-1"),

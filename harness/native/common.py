@@ -8,17 +8,17 @@ Honesty rules the document follows (see the module docs of the adapters for the 
 
 * ``timing.latencies_ns`` holds only run latencies the tool printed *individually*. When the tool
   printed every run (one run, two runs, or ``(all same)``) ``timing.samples_kind`` is
-  ``"per_run"``. Otherwise it is ``"aggregate_only"``: the statistics are in
+  ``"per_run"``. Otherwise it is ``"aggregate_only"`` (runner schema v2): the statistics are in
   ``timing.aggregate_us`` and ``latencies_ns`` holds the few single runs the tool named, labelled
-  in ``timing.latencies_ns_labels`` (``["first", "last"]`` or ``["min", "max"]``). Nothing is
-  made up from an average.
+  in ``timing.latencies_ns_labels`` (``["first", "last"]`` or ``["min", "max"]``), or none.
+  Nothing is made up from an average.
 * ``raw_output`` always keeps the text verbatim, and every parse error carries it too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -219,18 +219,19 @@ def build_document(
 ) -> RunnerDocument:
     """Turn a parse into a ``RunnerDocument`` (status ok), or raise :class:`NativeOutputError`.
 
-    Raises when the output lacks what schema v1 requires: the init time, the first inference,
-    or at least one individually printed run latency.
+    Every run printed individually makes ``per_run`` latencies; otherwise the document is
+    ``aggregate_only`` (schema v2), which needs the average and the number of timed runs. It
+    raises when the output lacks either; init and first inference may be missing (``null``).
     """
-    missing = []
-    if parsed.init_us is None:
-        missing.append("the init/session-creation time")
-    if parsed.first_inference_us is None:
-        missing.append("the first inference time")
     regular = parsed.regular
+    missing = []
     if regular is None or regular.avg_us is None:
         missing.append("the average inference time")
-    if missing or regular is None or parsed.init_us is None or parsed.first_inference_us is None:
+    runs_us, labels = _latencies(regular) if regular is not None else ([], [])
+    per_run = bool(runs_us) and not labels
+    if regular is not None and regular.count is None and not per_run:
+        missing.append("the number of timed runs")
+    if missing or regular is None:
         raise NativeOutputError(
             f"{parsed.tool} output ({parsed.format} format) lacks {', '.join(missing)}",
             raw_output=raw_output,
@@ -238,18 +239,8 @@ def build_document(
             hint="the parsed values are on the error's `partial`; the raw text is kept",
         )
     timing_extra: dict[str, Any] = dict(parsed.timing_extra)
-    runs_us, labels = _latencies(regular)
-    if not runs_us:
-        raise NativeOutputError(
-            f"{parsed.tool} output ({parsed.format} format) prints no single run latency "
-            f"(only an average), and a result document needs at least one",
-            raw_output=raw_output,
-            partial=parsed,
-            hint="for onnxruntime_perf_test pass -s so it prints min/max/percentiles",
-        )
-    timing_extra["samples_kind"] = "aggregate_only" if labels else "per_run"
-    if labels:
-        timing_extra["latencies_ns_labels"] = labels
+    timing_extra["samples_kind"] = "per_run" if per_run else "aggregate_only"
+    timing_extra["latencies_ns_labels"] = labels
     timing_extra["aggregate_us"] = regular.aggregate()
     warmup_ns: list[int] = []
     if parsed.warmup is not None:
@@ -258,20 +249,20 @@ def build_document(
         timing_extra["warmup_samples_kind"] = (
             "aggregate_only" if warm_labels or not warm_runs else "per_run"
         )
-        if warm_labels:
-            timing_extra["warmup_latencies_ns_labels"] = warm_labels
+        timing_extra["warmup_latencies_ns_labels"] = warm_labels
         timing_extra["warmup_aggregate_us"] = parsed.warmup.aggregate()
     if parsed.first_inference_resolution_us is not None:
         timing_extra["first_inference_resolution_ms"] = _ms(parsed.first_inference_resolution_us)
     timing = Timing.model_validate(
         {
-            "init_ms": _ms(parsed.init_us),
-            "first_inference_ms": _ms(parsed.first_inference_us),
+            "init_ms": _ms(parsed.init_us) if parsed.init_us is not None else None,
+            "first_inference_ms": (
+                _ms(parsed.first_inference_us) if parsed.first_inference_us is not None else None
+            ),
             "warmup_latencies_ns": warmup_ns,
             "latencies_ns": [us_to_ns(v) for v in runs_us],
             "timer_resolution_ns": timer_resolution_ns,
-            "timer_overhead_ns": 0.0,  # not measured by the tool: see timer_overhead_measured
-            "timer_overhead_measured": False,
+            "timer_overhead_ns": None,  # the tools do not measure the cost of reading their clock
             "clock": clock,
             **timing_extra,
         }
@@ -321,6 +312,7 @@ def run_native_benchmark(
     timeout_s: float,
     parse: Callable[[str], RunnerDocument],
     cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> RunnerDocument:
     """Run a native benchmark binary through ``transport`` and parse what it printed.
 
@@ -328,9 +320,10 @@ def run_native_benchmark(
     ``functools.partial(parse_benchmark_model_output, model=..., settings=...)``.
     A non-zero exit raises :class:`NativeToolError` (message with the exit code and the last
     stderr line, ``raw_output`` with the full text); a timeout raises the transport's
-    ``DeviceTimeoutError``; unparseable text raises :class:`NativeOutputError`.
+    ``DeviceTimeoutError``; unparseable text raises :class:`NativeOutputError`. ``env`` is added
+    to the device's environment for this command (e.g. ``LD_LIBRARY_PATH``).
     """
-    result = transport.run(argv, timeout_s=timeout_s, cwd=cwd)
+    result = transport.run(argv, timeout_s=timeout_s, cwd=cwd, env=env)
     text = combined_output(result.stdout, result.stderr)
     if result.exit_code != 0:
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["(no output)"]

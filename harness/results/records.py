@@ -45,6 +45,9 @@ class LatencySummary:
     cv: float  # coefficient of variation, std / mean
     throughput_ips: float  # inferences per second, 1000 / mean_ms
     total_duration_s: float  # sum of the timed runs
+    # "samples": computed here from every timed run; "aggregate": the statistics a native tool
+    # printed (no per-run samples, no CI; a statistic it did not print is NaN, never made up)
+    source: str = "samples"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ class ModelArtifact:
     format: str  # "onnx" | "tflite"
     sha256: str
     size_bytes: int
+    # Set for compressed variants (``harness compress``) and the models they were made from;
+    # ``None`` for a plain model file. Host-side numbers come from the variant's manifest.
+    recipe: str | None = None  # e.g. "prune:sparsity=0.5,structured=true"
+    parent_sha256: str | None = None  # the model this variant was made from
+    host_accuracy: float | None = None  # the primary task metric on the host (top-k: 0..1)
+    host_accuracy_metric: str | None = None  # e.g. "top1"
+    fidelity_flagged: bool | None = None  # True: fidelity collapsed against the baseline
 
 
 @dataclass(frozen=True)

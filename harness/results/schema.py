@@ -10,6 +10,11 @@ Versioning: ``schema_version`` is an integer. When the shape changes, bump
 ``_UPGRADES`` (``version -> function(dict) -> dict`` producing the next version), and add a golden
 file for the old version under ``tests/golden/``.
 
+Version history: 1, the Python runner's per-run samples; 2, results of native benchmark tools
+that print only aggregates: ``timing.samples_kind``, ``timing.aggregate_us`` (with
+``warmup_aggregate_us`` and labelled single runs), and ``init_ms``, ``first_inference_ms`` and
+``timer_overhead_ns`` may be ``null`` when the producer did not measure them.
+
 Units are in the field names: ``_ns`` nanoseconds, ``_ms`` milliseconds, ``_s`` seconds,
 ``_kb`` kibibytes, ``_c`` degrees Celsius, ``_khz`` kilohertz.
 """
@@ -20,12 +25,16 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import SchemaError
 
 RUNNER_SCHEMA_NAME = "harness.runner-result"
-RUNNER_SCHEMA_VERSION = 1
+RUNNER_SCHEMA_VERSION = 2
+
+SamplesKind = Literal["per_run", "aggregate_only"]
+# The single runs a native tool prints by name (benchmark_model: first/curr; -s: min/max)
+RUN_LABELS = ("first", "last", "min", "max")
 
 
 class _Strict(BaseModel):
@@ -95,17 +104,100 @@ class Execution(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
+class AggregateStats(_Strict):
+    """Statistics of one phase as a native tool printed them, in microseconds.
+
+    Only what the tool printed is set; the percentiles are the tool's own (its interpolation
+    method, not necessarily the harness's). ``last`` is benchmark_model's ``curr``.
+    """
+
+    count: int | None = None
+    first: float | None = None
+    last: float | None = None
+    min: float | None = None
+    max: float | None = None
+    avg: float | None = None
+    std: float | None = None  # as the tool defines it (benchmark_model: population std)
+    p5: float | None = None
+    median: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+
+
+def _labelled_runs_error(
+    values_ns: list[int], labels: list[str], aggregate: AggregateStats | None, phase: str
+) -> str | None:
+    """Why labelled single runs are inconsistent with the aggregate they come from, or None."""
+    if len(labels) != len(values_ns):
+        return f"{phase}: {len(labels)} labels for {len(values_ns)} latencies"
+    for label, ns in zip(labels, values_ns, strict=True):
+        if label not in RUN_LABELS:
+            return f"{phase}: unknown label {label!r} (expected one of {', '.join(RUN_LABELS)})"
+        printed = getattr(aggregate, label) if aggregate is not None else None
+        # a labelled run must be the printed value itself (to the ns it was rounded to)
+        if printed is None or abs(printed * 1000 - ns) > 1:
+            return f"{phase}: the {label!r} latency {ns} ns is not the aggregate's {label}"
+    return None
+
+
 class Timing(_Strict):
-    init_ms: float
-    first_inference_ms: float
+    """The timed runs. ``samples_kind`` says what ``latencies_ns`` holds.
+
+    ``per_run``: every timed run, in order (the Python runner, or a tool that printed them all).
+    ``aggregate_only``: the producer printed only statistics (``aggregate_us``, which then needs
+    at least ``count`` and ``avg``); ``latencies_ns`` holds only single runs the tool printed by
+    name, labelled in ``latencies_ns_labels`` (e.g. ``["min", "max"]``), possibly none. Nothing
+    is ever derived from an average. The same holds for the warm-up phase.
+    """
+
+    init_ms: float | None  # None: the producer did not measure it (old native tool formats)
+    first_inference_ms: float | None
     warmup_latencies_ns: list[int] = Field(default_factory=list)
-    latencies_ns: list[int]  # every timed run, in order
+    latencies_ns: list[int]  # every timed run in order (per_run), or the labelled ones
     timer_resolution_ns: float  # time.get_clock_info("perf_counter").resolution, in ns
-    timer_overhead_ns: float  # median cost of one perf_counter_ns() pair, measured
+    timer_overhead_ns: float | None  # median cost of one clock-read pair, measured; None: not
     clock: str = "perf_counter_ns"
     window_start_ns: int | None = None  # the timed window on `window_clock`, for power alignment
     window_end_ns: int | None = None
     window_clock: str | None = None  # e.g. "CLOCK_BOOTTIME"
+    samples_kind: SamplesKind = "per_run"
+    latencies_ns_labels: list[str] = Field(default_factory=list)
+    aggregate_us: AggregateStats | None = None
+    warmup_samples_kind: SamplesKind = "per_run"
+    warmup_latencies_ns_labels: list[str] = Field(default_factory=list)
+    warmup_aggregate_us: AggregateStats | None = None
+
+    @model_validator(mode="after")
+    def _samples_match_their_kind(self) -> Timing:
+        timed = (self.samples_kind, self.latencies_ns, self.latencies_ns_labels, self.aggregate_us)
+        warmup = (
+            self.warmup_samples_kind,
+            self.warmup_latencies_ns,
+            self.warmup_latencies_ns_labels,
+            self.warmup_aggregate_us,
+        )
+        problem = _phase_error("timing", *timed) or _phase_error("warm-up", *warmup)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def _phase_error(
+    phase: str,
+    kind: str,
+    values_ns: list[int],
+    labels: list[str],
+    aggregate: AggregateStats | None,
+) -> str | None:
+    if kind == "per_run":
+        return f"{phase}: per_run latencies carry no labels" if labels else None
+    if phase == "timing" and (
+        aggregate is None or aggregate.count is None or aggregate.avg is None
+    ):
+        return "timing: aggregate_only needs aggregate_us with at least count and avg"
+    return _labelled_runs_error(values_ns, labels, aggregate, phase)
 
 
 class Memory(_Strict):
@@ -232,13 +324,39 @@ class RunnerDocument(_Strict):
     raw_output: str | None = None  # native tools: the text that was parsed, kept verbatim
     power: PowerTrace | None = None  # optional raw power/thermal trace (schema v1 addition)
 
+    @model_validator(mode="after")
+    def _ok_has_timing(self) -> RunnerDocument:
+        timing = self.timing
+        if self.status == "ok":
+            if timing is None:
+                raise ValueError("status ok but no timing")
+            if timing.samples_kind == "per_run" and not timing.latencies_ns:
+                raise ValueError("status ok but no latency samples")
+        return self
+
     def to_json_dict(self) -> dict[str, Any]:
         """The document as plain JSON types, with its ``schema`` key."""
         return self.model_dump(mode="json", by_alias=True)
 
 
+def _upgrade_1_to_2(doc: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: v1 timings are per-run samples; only new optional fields appear.
+
+    Working-tree native adapters wrote v2's fields as v1 extras (``samples_kind`` etc.), kept as
+    they are; their ``timer_overhead_measured: false`` marker becomes ``timer_overhead_ns: null``.
+    """
+    timing = doc.get("timing")
+    if isinstance(timing, dict):
+        timing = dict(timing)
+        timing.setdefault("samples_kind", "per_run")
+        if timing.pop("timer_overhead_measured", True) is False:
+            timing["timer_overhead_ns"] = None
+        doc["timing"] = timing
+    return doc
+
+
 # version -> function upgrading a dict of that version to version + 1
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_1_to_2}
 
 
 def parse_runner_document(
@@ -280,9 +398,10 @@ def parse_runner_document(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:  # a whole-document check (model_validator): say it as it is
+            message = first["msg"].removeprefix("Value error, ")
+            raise SchemaError(f"{origin} reported {message}") from exc
         raise SchemaError(f"{origin} printed an invalid document: {where}: {first['msg']}") from exc
-    if doc.status == "ok" and (doc.timing is None or not doc.timing.latencies_ns):
-        raise SchemaError(f"{origin} reported status ok but no latency samples")
     return doc
 
 

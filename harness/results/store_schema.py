@@ -262,6 +262,15 @@ def ensure_artifact(conn: Connection, artifact: ModelArtifact, extra: Mapping[st
         conn.execute(update(table).where(table.c.sha256 == artifact.sha256).values(**given))
 
 
+def artifact_extras(artifact: ModelArtifact) -> dict[str, Any]:
+    """The compression fields a job's artifact carries, as artifact columns (None: not set)."""
+    return {
+        "recipe": artifact.recipe,
+        "parent_sha256": artifact.parent_sha256,
+        "accuracy": artifact.host_accuracy,
+    }
+
+
 def insert_job(conn: Connection, run_id: str, job: JobResult) -> None:
     """Insert a job, its artifact and device if new, and its raw samples (integer ns).
 
@@ -282,7 +291,7 @@ def insert_job(conn: Connection, run_id: str, job: JobResult) -> None:
     ).first()
     if taken:
         raise StoreError(f"run {run_id} already has a job {spec.job_index}")
-    ensure_artifact(conn, spec.model, {})
+    ensure_artifact(conn, spec.model, artifact_extras(spec.model))
     ensure_device(conn, spec.device_name)
     conn.execute(insert(jobs_table).values(**_job_row(run_id, job)))
     if job.samples_ms:
@@ -345,7 +354,7 @@ def samples_by_job(conn: Connection, run_id: str) -> dict[int, list[int]]:
     return grouped
 
 
-def _job_from_row(row: RowMapping, samples_ns: list[int]) -> JobResult:
+def _job_from_row(row: RowMapping, samples_ns: list[int], metric: str | None) -> JobResult:
     where = f"stored job {row['run_id']}/{row['job_index']}"
     raw = row["raw_document"]
     if raw is not None:
@@ -359,12 +368,19 @@ def _job_from_row(row: RowMapping, samples_ns: list[int]) -> JobResult:
     settings = dict(row["settings"])
     settings["shapes"] = tuple(tuple(pair) for pair in settings.get("shapes", ()))
     settings["values"] = tuple(tuple(pair) for pair in settings.get("values", ()))
+    manifest = row["model_manifest"] if isinstance(row["model_manifest"], Mapping) else {}
+    flagged = manifest.get("flagged")
     model = ModelArtifact(
         name=row["model_name"],
         path=row["model_path"],
         format=row["model_format"],
         sha256=row["model_sha256"],
         size_bytes=row["model_size_bytes"],
+        recipe=row["model_recipe"],
+        parent_sha256=row["model_parent_sha256"],
+        host_accuracy=row["model_accuracy"],
+        host_accuracy_metric=metric,
+        fidelity_flagged=flagged if isinstance(flagged, bool) else None,
     )
     spec = JobSpec(
         job_index=row["job_index"],
@@ -400,21 +416,58 @@ def _job_from_row(row: RowMapping, samples_ns: list[int]) -> JobResult:
     )
 
 
+def _manifest_metric(manifest: Any) -> str | None:
+    """The primary task metric's name in a variant manifest (``fidelity.metrics[0].name``)."""
+    fidelity = manifest.get("fidelity") if isinstance(manifest, Mapping) else None
+    metrics = fidelity.get("metrics") if isinstance(fidelity, Mapping) else None
+    if metrics and isinstance(metrics[0], Mapping) and isinstance(metrics[0].get("name"), str):
+        return str(metrics[0]["name"])
+    return None
+
+
+def _host_metrics(conn: Connection, rows: Sequence[RowMapping]) -> dict[str, str | None]:
+    """Per model sha256: the name of its host-side metric. A variant's is in its own manifest;
+    a source model has none, so it is taken from a variant made from it (same eval, same metric)."""
+    names = {row["model_sha256"]: _manifest_metric(row["model_manifest"]) for row in rows}
+    sources = sorted(
+        {r["model_sha256"] for r in rows if names[r["model_sha256"]] is None}
+        & {r["model_sha256"] for r in rows if r["model_accuracy"] is not None}
+    )
+    if sources:
+        children = conn.execute(
+            select(artifacts_table.c.parent_sha256, artifacts_table.c.manifest).where(
+                artifacts_table.c.parent_sha256.in_(sources)
+            )
+        )
+        for parent, manifest in children:
+            names[parent] = names[parent] or _manifest_metric(manifest)
+    return names
+
+
 def load_jobs(conn: Connection, run_id: str) -> tuple[JobResult, ...]:
     """Every job of a run in job_index order, documents re-validated."""
+    art = artifacts_table.c
     query = (
         select(
             jobs_table,
-            artifacts_table.c.format.label("model_format"),
-            artifacts_table.c.size_bytes.label("model_size_bytes"),
+            art.format.label("model_format"),
+            art.size_bytes.label("model_size_bytes"),
+            art.recipe.label("model_recipe"),
+            art.parent_sha256.label("model_parent_sha256"),
+            art.accuracy.label("model_accuracy"),
+            art.manifest.label("model_manifest"),
         )
-        .join(artifacts_table, artifacts_table.c.sha256 == jobs_table.c.model_sha256)
+        .join(artifacts_table, art.sha256 == jobs_table.c.model_sha256)
         .where(jobs_table.c.run_id == run_id)
         .order_by(jobs_table.c.job_index)
     )
     rows = conn.execute(query).mappings().all()
     samples_ns = samples_by_job(conn, run_id)
-    return tuple(_job_from_row(row, samples_ns.get(row["job_index"], [])) for row in rows)
+    metrics = _host_metrics(conn, rows)
+    return tuple(
+        _job_from_row(row, samples_ns.get(row["job_index"], []), metrics[row["model_sha256"]])
+        for row in rows
+    )
 
 
 def jsonable(value: Any) -> Any:

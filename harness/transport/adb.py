@@ -215,12 +215,6 @@ class AdbTransport:
             tuple(str(a) for a in argv), build_command(argv, cwd=cwd, env=env), timeout_s
         )
 
-    def shell(self, script: str, *, timeout_s: float) -> CommandResult:
-        """Run a trusted ``sh`` script (harness' own text, never user input) on the phone."""
-        return self._run_script(
-            ("sh", "-c", script), f"exec sh -c {shlex.quote(script)}", timeout_s
-        )
-
     def _run_script(self, argv: tuple[str, ...], command: str, timeout_s: float) -> CommandResult:
         started = time.monotonic()
         deadline = started + timeout_s
@@ -243,6 +237,7 @@ class AdbTransport:
             try:
                 stream = self._open(service, deadline)
                 code = self._collect(stream, output, v2, deadline)
+                stream.close(deadline)
             except DeviceTimeoutError as exc:
                 if stream is not None:
                     stream.abort()

@@ -207,12 +207,15 @@ class DirectStream:
 
     def send(self, data: bytes, deadline: float) -> None:
         """WRTE ``data`` in packets of at most maxdata, each acknowledged before the next."""
-        view = memoryview(data)
-        while view:
+        offset = 0
+        while offset < len(data):
             if self.closed:
                 raise DeviceConnectionError("the device closed the stream")
-            chunk = bytes(view[: self.write_size])
-            view = view[len(chunk) :]
+            # No copy when the caller already sized the data to one packet (sync does).
+            chunk = (
+                data if len(data) <= self.write_size else data[offset : offset + self.write_size]
+            )
+            offset += len(chunk)
             _arm(self.info, deadline)
             self._send_packet(adb_constants.WRTE, chunk)
             while True:  # data may arrive while we wait for the OKAY; keep it

@@ -2,6 +2,7 @@
 
 For phones already held by ``adb`` over USB. adbutils finds the device and opens services on
 it; each command or transfer gets its own server connection, so a timed-out one is just closed.
+The server must already run: harness never starts one (adbutils would, on the default port).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class ServerLink:
 
     def __init__(self, *, host: str, port: int, serial: str | None, address: str | None) -> None:
         self.client = adbutils.AdbClient(host=host, port=port)
+        self.host, self.port = host, port
         self.where_server = f"{host}:{port}"
         self.serial = serial or address
         self.address = address
@@ -96,8 +98,21 @@ class ServerLink:
     def where(self) -> str:
         return f"{self.serial or '?'} via adb server {self.where_server}"
 
+    def _probe_server(self) -> None:
+        # adbutils runs `adb start-server` (default port, user's HOME) when it cannot connect;
+        # in server mode the user's own server must be there, so check first and say so.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=3):
+                pass
+        except OSError as exc:
+            raise DeviceConnectionError(
+                f"no adb server at {self.where_server}: {exc.strerror or exc}",
+                hint="start it with `adb start-server`, or use transport.mode: direct",
+            ) from exc
+
     def connect(self) -> None:
         """Find the device on the server (``adb connect`` first for a TCP address)."""
+        self._probe_server()
         try:
             if self.address:
                 answer = self.client.connect(self.address, timeout=15)

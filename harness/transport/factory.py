@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from harness.errors import ConfigError
 from harness.profiles import AdbTransportConfig, DeviceProfile, SshTransportConfig
 from harness.transport.base import Transport
 from harness.transport.local import LocalTransport
 
 
 def open_transport(profile: DeviceProfile, *, connect: bool = True) -> Transport:
-    """A transport for ``profile``; SSH connects now (``connect``) so bad hosts fail early."""
+    """A transport for ``profile``; SSH and ADB connect now (``connect``) so bad hosts fail early."""
     config = profile.transport
     if isinstance(config, SshTransportConfig):
-        from harness.transport.ssh import SshTransport
+        from harness.transport.ssh import SshTransport  # paramiko only for SSH users
 
-        ssh = SshTransport(config)
+        ssh = SshTransport(config, device_name=profile.name)
         if connect:
             ssh.connect()
         return ssh
     if isinstance(config, AdbTransportConfig):
-        try:
-            module: Any = importlib.import_module("harness.transport.adb")
-        except ImportError as exc:
-            raise ConfigError("adb transport not available yet") from exc
-        transport: Transport = module.AdbTransport(config)
-        return transport
+        from harness.transport.adb import AdbTransport  # adb-shell/adbutils only for ADB users
+
+        adb = AdbTransport(config, name=profile.name)
+        if connect:
+            adb.connect()
+        return adb
     return LocalTransport()

@@ -67,9 +67,12 @@ class SshTransport:
         config: SshTransportConfig,
         *,
         ssh_config_path: Path | None = None,
+        device_name: str | None = None,
         transfer_chunk_bytes: int = _CHUNK_BYTES,
     ) -> None:
-        self._target: SshTarget = resolve_target(config, ssh_config_path=ssh_config_path)
+        self._target: SshTarget = resolve_target(
+            config, ssh_config_path=ssh_config_path, device_name=device_name
+        )
         self._client: paramiko.SSHClient | None = None
         self._jumps: tuple[paramiko.SSHClient, ...] = ()
         self._sftp: paramiko.SFTPClient | None = None

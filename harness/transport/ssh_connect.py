@@ -60,6 +60,12 @@ class SshTarget:
     password_env: str | None
     connect_timeout_s: float
     keepalive_s: float
+    device_name: str | None = None  # the profile name, for `harness devices trust <name>` hints
+
+    @property
+    def trust_command(self) -> str:
+        """The command that trusts this device's host key."""
+        return f"harness devices trust {self.device_name or '<name>'}"
 
 
 def default_ssh_config_path() -> Path:
@@ -121,7 +127,12 @@ def _resolve_hop(
     return hop, (str(proxy) if proxy and str(proxy).lower() != "none" else None)
 
 
-def resolve_target(config: SshTransportConfig, *, ssh_config_path: Path | None = None) -> SshTarget:
+def resolve_target(
+    config: SshTransportConfig,
+    *,
+    ssh_config_path: Path | None = None,
+    device_name: str | None = None,
+) -> SshTarget:
     """Combine the profile with ``~/.ssh/config`` (when ``use_ssh_config``) into a target."""
     if ssh_config_path is None and config.use_ssh_config:
         ssh_config_path = default_ssh_config_path()
@@ -142,6 +153,7 @@ def resolve_target(config: SshTransportConfig, *, ssh_config_path: Path | None =
         password_env=config.password_env,
         connect_timeout_s=config.connect_timeout_s,
         keepalive_s=config.keepalive_s,
+        device_name=device_name,
     )
 
 
@@ -154,17 +166,17 @@ def fingerprint(key: paramiko.PKey) -> str:
 class _RejectUnknownHost(paramiko.MissingHostKeyPolicy):
     """Refuse hosts that are not in known_hosts, telling the user how to trust them."""
 
-    def __init__(self, hop: SshHop, known_hosts: Path) -> None:
+    def __init__(self, hop: SshHop, target: SshTarget) -> None:
         self._hop = hop
-        self._known_hosts = known_hosts
+        self._target = target
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
     ) -> None:
         raise HostKeyError(
             f"unknown SSH host key for {hostname} ({key.get_name()} {fingerprint(key)}); "
-            f"it is not in {self._known_hosts}, so the connection was refused",
-            hint=f"if this is your device, run `harness devices trust <name>` or "
+            f"it is not in {self._target.known_hosts}, so the connection was refused",
+            hint=f"if this is your device, run `{self._target.trust_command}` or "
             f"`ssh -p {self._hop.port} {self._hop.user}@{self._hop.hostname}` once",
         )
 
@@ -215,7 +227,7 @@ def connect_hop(
             client.load_system_host_keys(str(target.known_hosts))
         except (OSError, paramiko.SSHException) as exc:
             raise HostKeyError(f"cannot read known_hosts file {target.known_hosts}: {exc}") from exc
-    client.set_missing_host_key_policy(_RejectUnknownHost(hop, target.known_hosts))
+    client.set_missing_host_key_policy(_RejectUnknownHost(hop, target))
     try:
         client.connect(
             hop.hostname,
@@ -243,7 +255,7 @@ def connect_hop(
             f"{fingerprint(exc.key)}. Someone may be intercepting the connection, or the "
             "device was reinstalled; refusing to connect",
             hint=f"if the device was reinstalled, run `ssh-keygen -R '{hop.known_hosts_name}' "
-            f"-f {target.known_hosts}` and then `harness devices trust <name>`",
+            f"-f {target.known_hosts}` and then `{target.trust_command}`",
         ) from exc
     except paramiko.AuthenticationException as exc:
         client.close()

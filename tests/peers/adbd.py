@@ -9,7 +9,9 @@ Device paths: commands run with the host's ``sh -c`` in ``root``, which stands f
 ``/data/local/tmp``. The peer rewrites path prefixes, both in sync paths and in command strings:
 ``/data/local/tmp`` -> ``root``; ``/sys/...`` and fixture-backed ``/proc/...`` -> the fixture
 tree. ``getprop`` and ``dumpsys`` are stand-in scripts on ``PATH`` that answer from the fixture
-tree. (Output of commands such as ``pwd`` shows host paths: the mapping is one way.)
+tree. (Output of commands such as ``pwd`` shows host paths: the mapping is one way.) A ``pty``
+shell runs like ``raw`` (no terminal), and a command keeps running when its stream closes (as
+adbd's raw shells do), so clients must kill what they time out.
 
 Run it alone with ``python -m tests.peers.adbd --port P --root DIR --fixtures DIR``; tests use
 :class:`AdbdPeer` (it runs its event loop in a thread) through ``tests/peers/adbd_fixtures.py``.
@@ -20,15 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import os
-import re
 import secrets
-import shutil
 import signal
 import socket
 import struct
-import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,8 +35,10 @@ from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.peers.adbd_device import PeerDevice
 from tests.peers.adbd_keys import BadPublicKey, parse_adb_public_key, same_key
 from tests.peers.adbd_keys import verify_token_signature as _verify
+from tests.peers.adbd_shell import serve_raw, serve_shell_v2
 from tests.peers.adbd_sync import SyncService
 
 A_CNXN, A_AUTH, A_OPEN = 0x4E584E43, 0x48545541, 0x4E45504F
@@ -47,11 +47,9 @@ A_VERSION_MIN, A_VERSION = 0x01000000, 0x01000001
 MAX_PAYLOAD = 1024 * 1024
 AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3
 TOKEN_SIZE = 20
-DEVICE_PATH_ROOT = "/data/local/tmp"
 DEFAULT_FEATURES = ("shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir")
 
 _HEADER = struct.Struct("<6I")
-_SHELL_STDIN, _SHELL_STDOUT, _SHELL_STDERR, _SHELL_EXIT, _SHELL_CLOSE_STDIN = 0, 1, 2, 3, 4
 
 try:  # numpy makes the byte-sum checksum of 1 MiB payloads cheap; the sum is the same
     import numpy as _np
@@ -83,8 +81,8 @@ class PeerOptions:
     features: tuple[str, ...] = DEFAULT_FEATURES
     max_payload: int = MAX_PAYLOAD
     free_bytes: int | None = None  # None: unlimited; 0: "device full" (SEND fails ENOSPC)
-    drop_after_commands: int | None = None  # drop every connection when command N+1 opens
-    drop_after_bytes: int | None = None  # drop every connection after this many bytes in
+    drop_after_commands: int | None = None  # drop every connection once, when command N+1 opens
+    drop_after_bytes: int | None = None  # drop every connection once this many bytes came in
     standins: dict[str, str] = field(default_factory=dict)  # name -> script, put on PATH
     never_answer_cnxn: bool = False
 
@@ -100,53 +98,6 @@ class _Stream:
     task: asyncio.Task[None] | None = None
 
 
-class _PeerFs:
-    """Device path -> host path (``/data/local/tmp`` -> root; ``/sys``, ``/proc`` -> fixtures)."""
-
-    def __init__(self, options: PeerOptions, lock: threading.Lock) -> None:
-        self.options = options
-        self._lock = lock
-
-    def to_host(self, device_path: str, *, write: bool) -> Path:
-        path = os.path.normpath("/" + device_path.lstrip("/")) if device_path else "/"
-        if path == DEVICE_PATH_ROOT or path.startswith(DEVICE_PATH_ROOT + "/"):
-            return self.options.root / path[len(DEVICE_PATH_ROOT) :].lstrip("/")
-        fixtures = self.options.fixtures
-        if fixtures is not None and (path.startswith("/sys/") or path.startswith("/proc/")):
-            if write:
-                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-            return fixtures / path.lstrip("/")
-        raise OSError(errno.EACCES if write else errno.ENOENT, os.strerror(errno.ENOENT))
-
-    def reserve(self, size_bytes: int) -> None:
-        with self._lock:
-            free = self.options.free_bytes
-            if free is None:
-                return
-            if size_bytes > free:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self.options.free_bytes = free - size_bytes
-
-
-def _getprop_script() -> str:
-    return (
-        "#!/bin/sh\n"
-        'f="$HARNESS_PEER_FIXTURES/getprop.txt"\n'
-        '[ -f "$f" ] || exit 0\n'
-        'if [ $# -eq 0 ]; then cat "$f"; exit 0; fi\n'
-        'v=$(grep -F "[$1]: [" "$f" | head -n 1 | sed "s/^\\[[^]]*\\]: \\[\\(.*\\)\\]\\$/\\1/")\n'
-        'printf "%s\\n" "$v"\n'
-    )
-
-
-def _dumpsys_script() -> str:
-    return (
-        "#!/bin/sh\n"
-        'f="$HARNESS_PEER_FIXTURES/dumpsys/$1.txt"\n'
-        'if [ -f "$f" ]; then cat "$f"; else echo "Can\'t find service: $1" >&2; fi\n'
-    )
-
-
 class AdbdPeer:
     """The peer server. ``start()`` runs it on a private event loop thread."""
 
@@ -156,8 +107,7 @@ class AdbdPeer:
         self.port = port
         self.services: list[str] = []  # every OPEN payload, in order (tests assert on it)
         self.connections_accepted = 0
-        self._lock = threading.Lock()
-        self.fs = _PeerFs(options, self._lock)
+        self.fs = PeerDevice(options)
         self._keys: list[rsa.RSAPublicKey] = [
             parse_adb_public_key(k) for k in options.authorized_keys
         ]
@@ -168,66 +118,20 @@ class AdbdPeer:
         self._procs: set[asyncio.subprocess.Process] = set()
         self._bytes_in = 0
         self._commands = 0
-        self._bin = Path(tempfile.mkdtemp(prefix="adbd-peer-bin-"))
-        self._write_standins()
-        self._product = self._banner_props()
 
     # -- set-up -----------------------------------------------------------------------------
-    def _write_standins(self) -> None:
-        scripts = {"getprop": _getprop_script(), "dumpsys": _dumpsys_script()}
-        scripts.update(self.options.standins)
-        for name, text in scripts.items():
-            path = self._bin / name
-            path.write_text(text)
-            path.chmod(0o755)
-
-    def _banner_props(self) -> dict[str, str]:
-        props = {
-            "ro.product.name": "peer",
-            "ro.product.model": "ADB_Peer",
-            "ro.product.device": "peer",
-        }
-        getprop = self.options.fixtures / "getprop.txt" if self.options.fixtures else None
-        if getprop is not None and getprop.is_file():
-            for line in getprop.read_text().splitlines():
-                m = re.match(r"^\[([^\]]+)\]: \[(.*)\]$", line)
-                if m and m.group(1) in props:
-                    props[m.group(1)] = re.sub(r"[:;=,\s]", "_", m.group(2))
-        return props
-
     def banner(self) -> bytes:
         """The device CNXN payload (no trailing NUL: it would eat the last feature)."""
-        props = ";".join(f"{k}={v}" for k, v in self._product.items())
+        props = ";".join(f"{k}={v}" for k, v in self.fs.product.items())
         return f"device::{props};features={','.join(self.options.features)}".encode()
 
     def command_env(self) -> dict[str, str]:
         """The environment device commands run with."""
-        env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ", "USER")}
-        env.update(
-            PATH=f"{self._bin}:/usr/local/bin:/usr/bin:/bin",
-            HOME=str(self.options.root),
-            TMPDIR=str(self.options.root),
-            HARNESS_PEER_ROOT=str(self.options.root),
-            HARNESS_PEER_FIXTURES=str(self.options.fixtures or ""),
-        )
-        return env
+        return self.fs.command_env()
 
     def rewrite_command(self, command: str) -> str:
         """Map device paths in a command string to the host stand-ins."""
-        command = command.replace(DEVICE_PATH_ROOT, str(self.options.root))
-        fixtures = self.options.fixtures
-        if fixtures is None:
-            return command
-
-        def repl(m: re.Match[str]) -> str:
-            top, rest = m.group(1), m.group(2) or ""
-            if top == "/proc":
-                first = rest.lstrip("/").split("/", 1)[0]
-                if not first or not (fixtures / "proc" / first).exists():
-                    return m.group(0)
-            return f"{fixtures}{top}{rest}"
-
-        return re.sub(r"(?<![\w./-])(/sys|/proc)(/[^\s'\";|&<>()*]*)?", repl, command)
+        return self.fs.rewrite_command(command)
 
     # -- life cycle ---------------------------------------------------------------------------
     def start(self) -> AdbdPeer:
@@ -263,7 +167,7 @@ class AdbdPeer:
             self._thread.join(10)
         self._loop.close()
         self._loop = None
-        shutil.rmtree(self._bin, ignore_errors=True)
+        self.fs.cleanup()
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -274,11 +178,15 @@ class AdbdPeer:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(proc.wait(), 2)
+        # Connection handlers end by themselves once their sockets are aborted; cancelling them
+        # would make asyncio log a CancelledError from the stream protocol.
         current = asyncio.current_task()
         tasks = [t for t in asyncio.all_tasks() if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=2)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def drop_connections(self) -> None:
         """Cut every TCP connection at once, as an unplugged cable does (keeps listening)."""
@@ -302,9 +210,9 @@ class AdbdPeer:
     # -- accounting used by the connection -----------------------------------------------------
     def count_bytes(self, n: int) -> bool:
         """Add inbound bytes; True when the configured drop point is reached."""
-        self._bytes_in += n
+        before, self._bytes_in = self._bytes_in, self._bytes_in + n
         limit = self.options.drop_after_bytes
-        return limit is not None and self._bytes_in > limit
+        return limit is not None and before <= limit < self._bytes_in  # once, like one unplug
 
     def count_command(self, service: str) -> bool:
         """Record an OPEN; True when the configured drop point is reached."""
@@ -312,7 +220,7 @@ class AdbdPeer:
         if service.startswith(("shell", "exec:")):
             self._commands += 1
             limit = self.options.drop_after_commands
-            return limit is not None and self._commands > limit
+            return limit is not None and self._commands == limit + 1  # once: the retry works
         return False
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -494,18 +402,18 @@ class _Connection:
     async def run_service(self, stream: _Stream) -> None:
         try:
             service = stream.service
+
+            async def write(data: bytes) -> None:
+                await self.write(stream, data)
+
             if service.startswith("sync:"):
-                await SyncService(
-                    self.peer.fs, stream.inbound, lambda d: self.write(stream, d)
-                ).serve()
+                await SyncService(self.peer.fs, stream.inbound, write).serve()
             elif service.startswith("shell") and service[5:6] in (",", ":"):
                 args, _, command = service[5:].partition(":")
-                if "v2" in args.split(","):
-                    await self.shell_v2(stream, command)
-                else:
-                    await self.raw_command(stream, command)
+                serve = serve_shell_v2 if "v2" in args.split(",") else serve_raw
+                await serve(command, stream.inbound, write, self.spawn, self.max_payload)
             elif service.startswith("exec:"):
-                await self.raw_command(stream, service[5:])
+                await serve_raw(service[5:], stream.inbound, write, self.spawn, self.max_payload)
         except (ConnectionError, OSError, asyncio.CancelledError):
             pass
         finally:
@@ -515,7 +423,8 @@ class _Connection:
                 # The host answers with its own CLSE; unknown ids are ignored, so forget it now.
                 self.streams.pop(stream.local_id, None)
 
-    async def spawn(self, command: str, *, merge_stderr: bool) -> asyncio.subprocess.Process:
+    async def spawn(self, command: str, merge_stderr: bool) -> asyncio.subprocess.Process:
+        """Start ``sh -c command`` with device paths mapped, in the root, own session."""
         proc = await asyncio.create_subprocess_exec(
             "sh",
             "-c",
@@ -527,66 +436,9 @@ class _Connection:
             env=self.peer.command_env(),
             start_new_session=True,  # adbd's child calls setsid(); the test kills by group
         )
+        self.peer._procs = {p for p in self.peer._procs if p.returncode is None}
         self.peer._procs.add(proc)
         return proc
-
-    async def pump_stdin(self, stream: _Stream, proc: asyncio.subprocess.Process, v2: bool) -> None:
-        assert proc.stdin is not None
-        buffer = b""
-        while True:
-            data = await stream.inbound.read(65536)
-            if not data:
-                break
-            if not v2:
-                proc.stdin.write(data)
-                continue
-            buffer += data
-            while len(buffer) >= 5:
-                kind, size = struct.unpack_from("<BI", buffer)
-                if len(buffer) < 5 + size:
-                    break
-                body, buffer = buffer[5 : 5 + size], buffer[5 + size :]
-                if kind == _SHELL_STDIN:
-                    proc.stdin.write(body)
-                elif kind == _SHELL_CLOSE_STDIN:
-                    proc.stdin.close()
-                    return
-        with contextlib.suppress(Exception):
-            proc.stdin.close()
-
-    async def raw_command(self, stream: _Stream, command: str) -> None:
-        proc = await self.spawn(command, merge_stderr=True)
-        feeder = asyncio.ensure_future(self.pump_stdin(stream, proc, v2=False))
-        assert proc.stdout is not None
-        try:
-            while chunk := await proc.stdout.read(min(self.max_payload, 65536)):
-                await self.write(stream, chunk)
-            await proc.wait()
-        finally:
-            feeder.cancel()
-            if proc.returncode is not None:
-                self.peer._procs.discard(proc)
-
-    async def shell_v2(self, stream: _Stream, command: str) -> None:
-        proc = await self.spawn(command, merge_stderr=False)
-        feeder = asyncio.ensure_future(self.pump_stdin(stream, proc, v2=True))
-        lock = asyncio.Lock()
-        limit = min(self.max_payload, 65536) - 5
-
-        async def pump(source: asyncio.StreamReader | None, kind: int) -> None:
-            assert source is not None
-            while chunk := await source.read(limit):
-                async with lock:
-                    await self.write(stream, struct.pack("<BI", kind, len(chunk)) + chunk)
-
-        try:
-            await asyncio.gather(pump(proc.stdout, _SHELL_STDOUT), pump(proc.stderr, _SHELL_STDERR))
-            code = await proc.wait()
-            self.peer._procs.discard(proc)
-            status = code if code >= 0 else 0x80 | -code  # killed by a signal
-            await self.write(stream, struct.pack("<BIB", _SHELL_EXIT, 1, status & 0xFF))
-        finally:
-            feeder.cancel()
 
 
 async def _wait_ready(stream: _Stream) -> None:

@@ -186,33 +186,40 @@ class SyncService:
         except OSError as exc:
             error = f"couldn't create file: {os.strerror(exc.errno or errno.EIO)}"
         mtime = 0
-        while True:
-            try:
-                header = await self.reader.readexactly(8)
-            except asyncio.IncompleteReadError:
-                error = error or "connection closed"
-                break
-            record, size = struct.unpack("<4sI", header)
-            if record == ID_DONE:
-                mtime = size
-                break
-            if record != ID_DATA or size > SYNC_DATA_MAX:
-                error = error or f"invalid data message: {record!r} size {size}"
-                break
-            try:
-                data = await self.reader.readexactly(size)
-            except asyncio.IncompleteReadError:
-                error = error or "connection closed"
-                break
-            if error is not None or handle is None:
-                continue  # adbd reads and drops DATA until DONE once it has failed
-            try:
-                self.fs.reserve(len(data))
-                handle.write(data)
-            except OSError as exc:
-                error = f"write failed: {os.strerror(exc.errno or errno.EIO)}"
-                # adbd reports at once, then keeps draining DATA until DONE.
-                await self.send(_fail(error))
+        try:
+            while True:
+                try:
+                    header = await self.reader.readexactly(8)
+                except asyncio.IncompleteReadError:
+                    error = error or "connection closed"
+                    break
+                record, size = struct.unpack("<4sI", header)
+                if record == ID_DONE:
+                    mtime = size
+                    break
+                if record != ID_DATA or size > SYNC_DATA_MAX:
+                    error = error or f"invalid data message: {record!r} size {size}"
+                    break
+                try:
+                    data = await self.reader.readexactly(size)
+                except asyncio.IncompleteReadError:
+                    error = error or "connection closed"
+                    break
+                if error is not None or handle is None:
+                    continue  # adbd reads and drops DATA until DONE once it has failed
+                try:
+                    self.fs.reserve(len(data))
+                    handle.write(data)
+                except OSError as exc:
+                    error = f"write failed: {os.strerror(exc.errno or errno.EIO)}"
+                    # adbd reports at once, then keeps draining DATA until DONE.
+                    await self.send(_fail(error))
+        except asyncio.CancelledError:  # the connection dropped mid-file
+            if handle is not None:
+                handle.close()
+            if host is not None:
+                host.unlink(missing_ok=True)
+            raise
         if handle is not None:
             handle.close()
         if error is not None:

@@ -1,0 +1,181 @@
+"""Compressed variants as benchmarkable artifacts: find them, describe them, register them.
+
+``harness compress`` writes ``<root>/<model-stem>/<recipe-slug>/model.onnx`` plus a
+``manifest.json`` (see :mod:`harness.compress.manifest`). This module is the bridge from there to
+the rest of harness: a variant becomes a :class:`ModelArtifact` that carries its recipe, its
+parent's sha256, its host-side accuracy and whether its fidelity was FLAGGED, so a benchmark job
+of it reports size, host accuracy, on-device accuracy and latency side by side; and every variant
+(and its source) is registered in the results store with its manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts import inspect_model, sha256_file
+from harness.compress.manifest import MANIFEST_NAME, Manifest, read_manifest
+from harness.compress.pipeline import VARIANT_MODEL, VariantOutcome
+from harness.errors import CompressionError, ConfigError
+from harness.results.records import ModelArtifact
+from harness.results.store import ResultStore
+
+DEFAULT_VARIANTS_DIR = Path("variants")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One variant on disk: its model file and the manifest written next to it."""
+
+    path: Path
+    manifest: Manifest
+
+
+def primary_metric(manifest: Manifest) -> tuple[str, float, float] | None:
+    """``(name, baseline, variant)`` of the metric that decides FLAGGED, or None without labels."""
+    if manifest.fidelity is None or not manifest.fidelity.metrics:
+        return None
+    m = manifest.fidelity.metrics[0]
+    return m.name, m.baseline, m.variant
+
+
+def recipe_params(manifest: Manifest) -> list[dict[str, Any]]:
+    """Every step's technique and resolved parameters, for the store's ``recipe_params``."""
+    return [{"technique": s.technique, "params": dict(s.params)} for s in manifest.steps]
+
+
+def variant_artifact(variant: Variant, *, model_stem: str) -> ModelArtifact:
+    """The variant file as an artifact named ``<stem>/<slug>`` with its manifest's facts."""
+    artifact = inspect_model(variant.path, name=f"{model_stem}/{variant.manifest.slug}")
+    metric = primary_metric(variant.manifest)
+    return dataclasses.replace(
+        artifact,
+        recipe=variant.manifest.recipe,
+        parent_sha256=variant.manifest.source_sha256,
+        host_accuracy=metric[2] if metric else None,
+        host_accuracy_metric=metric[0] if metric else None,
+        fidelity_flagged=variant.manifest.flagged,
+    )
+
+
+def source_artifact(model_path: Path, manifests: Iterable[Manifest]) -> ModelArtifact:
+    """The source model as an artifact, with its own host accuracy taken from the variants'
+    manifests (each records the baseline's value on the same eval data)."""
+    artifact = inspect_model(model_path)
+    for manifest in manifests:
+        metric = primary_metric(manifest)
+        if metric is not None and manifest.source_sha256 == artifact.sha256:
+            return dataclasses.replace(
+                artifact, host_accuracy=metric[1], host_accuracy_metric=metric[0]
+            )
+    return artifact
+
+
+def _manifest_json(manifest: Manifest) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(manifest.to_json())
+    return doc
+
+
+def register_variant(store: ResultStore, artifact: ModelArtifact, manifest: Manifest) -> None:
+    """Record a variant in the store: recipe, parameters, parent, host accuracy, manifest."""
+    store.register_artifact(
+        artifact,
+        parent_sha256=manifest.source_sha256,
+        recipe=manifest.recipe,
+        recipe_params=recipe_params(manifest),
+        accuracy=artifact.host_accuracy,
+        manifest=_manifest_json(manifest),
+    )
+
+
+def register_source(store: ResultStore, artifact: ModelArtifact) -> None:
+    """Record the model variants were made from, with its host accuracy when known."""
+    store.register_artifact(artifact, accuracy=artifact.host_accuracy)
+
+
+def register_outcomes(
+    store: ResultStore, model_path: Path, outcomes: Sequence[VariantOutcome]
+) -> list[ModelArtifact]:
+    """Register the source and every variant made by ``compress_model``; returns the
+    artifacts registered, source first. Failed recipes have nothing to register."""
+    made = [
+        Variant(o.model_path, o.manifest)
+        for o in outcomes
+        if o.model_path is not None and o.manifest is not None
+    ]
+    source = source_artifact(model_path, (v.manifest for v in made))
+    register_source(store, source)
+    artifacts = [source]
+    for variant in made:
+        artifact = variant_artifact(variant, model_stem=model_path.stem)
+        register_variant(store, artifact, variant.manifest)
+        artifacts.append(artifact)
+    return artifacts
+
+
+def find_variants(model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR) -> list[Variant]:
+    """Every variant of ``model_path`` under ``variants_dir/<stem>/*/``, sorted by directory.
+
+    A directory with a model but no manifest is not a finished variant and is skipped. A variant
+    made from another version of the model, or whose file no longer matches its manifest, is an
+    error: benchmarking it would pin the wrong recipe and accuracy on a measured latency.
+    """
+    model_dir = variants_dir / model_path.stem
+    if not model_dir.is_dir():
+        raise ConfigError(
+            f"no variants of {model_path.name} in {model_dir}",
+            hint=f"make them with `harness compress {model_path} --recipe ... --out {variants_dir}`",
+        )
+    source_sha = sha256_file(model_path)
+    found = []
+    for directory in sorted(p for p in model_dir.iterdir() if p.is_dir()):
+        path, manifest_path = directory / VARIANT_MODEL, directory / MANIFEST_NAME
+        if not (path.is_file() and manifest_path.is_file()):
+            continue
+        manifest = read_manifest(manifest_path)
+        if manifest.source_sha256 != source_sha:
+            raise CompressionError(
+                f"variant {directory} was made from another version of {model_path.name} "
+                f"(source sha256 {manifest.source_sha256[:12]}, the file is {source_sha[:12]})",
+                hint=f"re-run `harness compress {model_path}` or delete {directory}",
+            )
+        if sha256_file(path) != manifest.variant_sha256:
+            raise CompressionError(
+                f"variant {path} no longer matches its manifest (sha256 differs)",
+                hint=f"re-run `harness compress` for recipe {manifest.recipe!r}",
+            )
+        found.append(Variant(path, manifest))
+    if not found:
+        raise ConfigError(
+            f"{model_dir} holds no finished variants (model.onnx with manifest.json)",
+            hint=f"make them with `harness compress {model_path} --recipe ...`",
+        )
+    return found
+
+
+def variants_of(
+    model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR
+) -> tuple[list[ModelArtifact], list[Variant]]:
+    """The baseline model and each of its variants as artifacts (baseline first), and the
+    variants found, for ``harness bench --variants-of``."""
+    variants = find_variants(model_path, variants_dir)
+    artifacts = [source_artifact(model_path, (v.manifest for v in variants))]
+    artifacts += [variant_artifact(v, model_stem=model_path.stem) for v in variants]
+    return artifacts, variants
+
+
+def merge_artifacts(artifacts: Iterable[ModelArtifact]) -> list[ModelArtifact]:
+    """One artifact per file hash, in first-seen order; a duplicate that knows more (recipe or
+    host accuracy) replaces the plain one, so ``bench m.onnx --variants-of m.onnx`` runs m once."""
+    merged: dict[str, ModelArtifact] = {}
+    for artifact in artifacts:
+        known = merged.get(artifact.sha256)
+        richer = artifact.recipe is not None or artifact.host_accuracy is not None
+        if known is None or (richer and known.recipe is None and known.host_accuracy is None):
+            merged[artifact.sha256] = (
+                artifact if known is None else dataclasses.replace(artifact, name=known.name)
+            )
+    return list(merged.values())
