@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness import paths
 from harness.errors import ProfileError
@@ -74,6 +74,34 @@ class BenchDefaults(_Model):
     timeout_s: float = Field(default=600.0, gt=0)  # for the whole runner process on the device
 
 
+class PrepareOptions(_Model):
+    """Device preparation before jobs (restored afterwards); see :mod:`harness.prepare`."""
+
+    screen_off: bool = False  # Android: turn the screen off, back on afterwards if it was on
+    battery_unplug: bool = False  # Android: `dumpsys battery unplug`, then `reset`
+    # Pin the runner: "big"/"prime" cores derived from per-core max frequencies, or a hex mask.
+    affinity: Literal["none", "big", "prime"] | str = "none"
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity_is_known(cls, value: str) -> str:
+        if value in ("none", "big", "prime"):
+            return value
+        digits = value.lower().removeprefix("0x")
+        if not digits or any(c not in "0123456789abcdef" for c in digits) or int(digits, 16) == 0:
+            raise ValueError("must be none, big, prime or a non-zero hex CPU mask such as 0xf0")
+        return value
+
+
+class NativeToolConfig(_Model):
+    """A vendor benchmark binary the user built for the device (never downloaded by harness)."""
+
+    tool: Literal["benchmark_model", "onnxruntime_perf_test"]
+    binary: str  # path on the host; pushed content-addressed to the device's work directory
+    extra_args: list[str] = Field(default_factory=list)  # appended to the built command line
+    env: dict[str, str] = Field(default_factory=dict)  # e.g. LD_LIBRARY_PATH for the tool's libs
+
+
 class DeviceProfile(_Model):
     """One device kind, or one concrete device added by the user."""
 
@@ -85,6 +113,10 @@ class DeviceProfile(_Model):
     python: str = "python3"  # interpreter on the device; the local device uses the host's own
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
     bench: BenchDefaults = Field(default_factory=BenchDefaults)
+    # "native": jobs run `native.tool` instead of the Python runner (no accuracy evaluation)
+    runner: Literal["python", "native"] = "python"
+    native: NativeToolConfig | None = None
+    prepare: PrepareOptions = Field(default_factory=PrepareOptions)
     extends: str | None = None  # informational: the bundled profile this one was made from
     extra: dict[str, Any] = Field(default_factory=dict)  # room for device-kind specific settings
 
@@ -94,6 +126,12 @@ class DeviceProfile(_Model):
         if not value or any(c in value for c in "/\\ \t\n"):
             raise ValueError("must be a non-empty name without spaces or slashes")
         return value
+
+    @model_validator(mode="after")
+    def _native_runner_has_a_tool(self) -> DeviceProfile:
+        if self.runner == "native" and self.native is None:
+            raise ValueError("runner: native needs a `native:` section (tool and binary)")
+        return self
 
 
 def load_profile_file(path: Path) -> DeviceProfile:

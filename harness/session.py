@@ -28,10 +28,11 @@ from harness.errors import (
     RuntimeMissingError,
     SchemaError,
 )
+from harness.native_job import native_job_result
 from harness.prepare import DevicePreparation
 from harness.profiles import DeviceProfile
 from harness.results.records import JobResult, JobSpec
-from harness.results.schema import RunnerDocument, parse_runner_document
+from harness.results.schema import RunnerDocument, parse_runner_document, with_host_observed
 from harness.results.summarize import failed_job_result, job_result_from_document
 from harness.transport.base import Transport
 
@@ -136,6 +137,13 @@ class DeviceSession:
                 self.transport, Path(spec.model.path),
                 posixpath.join(self.work_dir, "models"), timeout_s=_TRANSFER_TIMEOUT_S,
             )
+            if self.profile.runner == "native":  # the vendor's binary; no accuracy evaluation
+                return native_job_result(
+                    self.transport, self.profile, spec, work_dir=self.work_dir,
+                    remote_model=model.remote_path,
+                    command_prefix=self._prep.command_prefix() if self._prep else (),
+                    host_state=self._host_state,
+                )
             job_dir = posixpath.join(self.work_dir, "jobs", f"{run_id}-{spec.job_index}")
             deploy.ensure_dir(self.transport, job_dir, timeout_s=_SMALL_CALL_TIMEOUT_S)
             argv = self._runner_argv(spec, model.remote_path, job_dir)
@@ -148,12 +156,14 @@ class DeviceSession:
                 return failed_job_result(spec, f"{err.kind if err else 'error'}: {message}", doc)
             accuracy = None
             if spec.eval_file and doc.eval_output is not None:
-                accuracy = self._pull_accuracy(doc.eval_output.path, Path(spec.eval_file))
+                # Pull the path we gave the runner: the one it echoes may be another view of it.
+                eval_path = posixpath.join(job_dir, "eval_outputs.npz")
+                accuracy = self._pull_accuracy(eval_path, Path(spec.eval_file))
             self.transport.run(["rm", "-rf", job_dir], timeout_s=_SMALL_CALL_TIMEOUT_S)
             return job_result_from_document(
                 spec, doc, accuracy=accuracy, accuracy_metric="top1" if accuracy is not None else None
             )
-        except (DeviceConnectionError,):
+        except DeviceConnectionError:
             raise
         except HarnessError as exc:
             return failed_job_result(spec, exc.one_line())
@@ -207,7 +217,7 @@ class DeviceSession:
         origin = f"runner on {self.profile.name}"
         if result.exit_code not in _RUNNER_DOCUMENT_EXIT_CODES or not result.stdout.strip():
             tail = " | ".join(result.stderr.strip().splitlines()[-3:]) or "no output"
-            if result.exit_code == 127 or "No such file" in tail and self.python in tail:
+            if result.exit_code == 127 or ("No such file" in tail and self.python in tail):
                 raise RuntimeMissingError(
                     f"python interpreter {self.python!r} not found on {self.profile.name}",
                     hint="set `python:` in the device profile",
@@ -220,15 +230,7 @@ class DeviceSession:
             doc = parse_runner_document(result.stdout, origin=origin)
         except SchemaError as exc:
             raise RunnerError(exc.message) from exc
-        return self._with_host_state(doc)
-
-    def _with_host_state(self, doc: RunnerDocument) -> RunnerDocument:
-        """Add what the host observed (e.g. Android getprop) to the document's device state."""
-        if not self._host_state:
-            return doc
-        data = doc.to_json_dict()
-        data["device_state"] = {**data.get("device_state", {}), "host_observed": self._host_state}
-        return RunnerDocument.model_validate(data)
+        return with_host_observed(doc, self._host_state)
 
     def _pull_accuracy(self, remote_path: str, eval_file: Path) -> float | None:
         with np.load(eval_file) as data:

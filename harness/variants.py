@@ -14,16 +14,15 @@ import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.artifacts import inspect_model, sha256_file
-from harness.compress.manifest import MANIFEST_NAME, Manifest, read_manifest
-from harness.compress.pipeline import VARIANT_MODEL, VariantOutcome
 from harness.errors import CompressionError, ConfigError
 from harness.results.records import ModelArtifact
 from harness.results.store import ResultStore
 
-DEFAULT_VARIANTS_DIR = Path("variants")
+if TYPE_CHECKING:  # the compression stack (onnx, onnxruntime) loads only where it is used
+    from harness.compress import Manifest, VariantOutcome
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +115,7 @@ def register_outcomes(
     return artifacts
 
 
-def find_variants(model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR) -> list[Variant]:
+def find_variants(model_path: Path, variants_dir: Path) -> list[Variant]:
     """Every variant of ``model_path`` under ``variants_dir/<stem>/*/``, sorted by directory.
 
     A directory with a model but no manifest is not a finished variant and is skipped. A variant
@@ -129,6 +128,9 @@ def find_variants(model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR) -
             f"no variants of {model_path.name} in {model_dir}",
             hint=f"make them with `harness compress {model_path} --recipe ... --out {variants_dir}`",
         )
+    from harness.compress.manifest import MANIFEST_NAME, read_manifest
+    from harness.compress.pipeline import VARIANT_MODEL
+
     source_sha = sha256_file(model_path)
     found = []
     for directory in sorted(p for p in model_dir.iterdir() if p.is_dir()):
@@ -156,15 +158,36 @@ def find_variants(model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR) -
     return found
 
 
-def variants_of(
-    model_path: Path, variants_dir: Path = DEFAULT_VARIANTS_DIR
-) -> tuple[list[ModelArtifact], list[Variant]]:
-    """The baseline model and each of its variants as artifacts (baseline first), and the
-    variants found, for ``harness bench --variants-of``."""
-    variants = find_variants(model_path, variants_dir)
-    artifacts = [source_artifact(model_path, (v.manifest for v in variants))]
-    artifacts += [variant_artifact(v, model_stem=model_path.stem) for v in variants]
-    return artifacts, variants
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """A source model and the variants found for it, each as a benchmarkable artifact."""
+
+    source: ModelArtifact
+    variants: tuple[tuple[ModelArtifact, Manifest], ...]
+
+    @property
+    def artifacts(self) -> list[ModelArtifact]:
+        """The baseline first, then every variant."""
+        return [self.source, *(artifact for artifact, _ in self.variants)]
+
+
+def variants_of(model_path: Path, variants_dir: Path) -> Family:
+    """The baseline and each variant of ``model_path`` found under ``variants_dir``, for
+    ``harness bench --variants-of``."""
+    found = find_variants(model_path, variants_dir)
+    return Family(
+        source=source_artifact(model_path, (v.manifest for v in found)),
+        variants=tuple(
+            (variant_artifact(v, model_stem=model_path.stem), v.manifest) for v in found
+        ),
+    )
+
+
+def register_family(store: ResultStore, family: Family) -> None:
+    """Register (again) a family in ``store``, so a run's jobs join their manifests there."""
+    register_source(store, family.source)
+    for artifact, manifest in family.variants:
+        register_variant(store, artifact, manifest)
 
 
 def merge_artifacts(artifacts: Iterable[ModelArtifact]) -> list[ModelArtifact]:
@@ -178,4 +201,10 @@ def merge_artifacts(artifacts: Iterable[ModelArtifact]) -> list[ModelArtifact]:
             merged[artifact.sha256] = (
                 artifact if known is None else dataclasses.replace(artifact, name=known.name)
             )
-    return list(merged.values())
+    result = list(merged.values())
+    names = [a.name for a in result]
+    # a plain model named like a baseline (m.tflite next to m.onnx): name it by its file
+    return [
+        dataclasses.replace(a, name=Path(a.path).name) if names.count(a.name) > 1 else a
+        for a in result
+    ]

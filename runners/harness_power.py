@@ -54,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--power-thermal-rate-hz", type=float, default=2.0)
     group.add_argument(
-        "--power-cpu", type=int, default=None, help="pin the sampler thread to this CPU"
+        "--power-cpu",
+        default="auto",
+        help="pin the sampler thread: a CPU number, 'auto' (the slowest allowed core) or 'none'",
     )
 
 
@@ -145,6 +147,12 @@ def _get_throttled(vcgencmd: str) -> int | None:
     return int(match.group(1), 16) if match else None
 
 
+def _max_freq_khz(cpu: int) -> int:
+    """cpuinfo_max_freq of a CPU (0 when unknown, so unknown CPUs tie)."""
+    path = ps.sys_path(f"sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq")
+    return ps._safe_int(path) or 0
+
+
 def _number(path: str) -> int:
     digits = re.findall(r"\d+", os.path.basename(path.rstrip("/")))
     return int(digits[-1]) if digits else -1
@@ -176,11 +184,10 @@ class PowerSession:
         self.status: list[tuple[int, str]] = []
         self.idle_bounds: tuple[int | None, int | None] = (None, None)
         self.required_window_s: float | None = None
+        self.period_at_extend: float | None = None  # the period the window was sized for
         self._last_key: tuple[Any, ...] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started_ns = 0
-        self._stopped_ns = 0
         self.rate_hz = self.requested_rate_hz
 
     @classmethod
@@ -210,7 +217,6 @@ class PowerSession:
             self.thermal = Thermal()
         except Exception as exc:
             self.notes.append(f"thermal sampling off: {exc}")
-        self._started_ns = self.clock()
         self._thread = threading.Thread(target=self._loop, name="power-sampler", daemon=True)
         self._thread.start()
         if self.source is not None:
@@ -219,8 +225,8 @@ class PowerSession:
             )
 
     def idle(self) -> None:
-        """The idle baseline: sleep ``idle_s`` with the sampler running."""
-        if self.idle_s <= 0:
+        """The idle baseline: sleep ``idle_s`` with the sampler running (no source: no wait)."""
+        if self.idle_s <= 0 or self.source is None:
             return
         start = self.clock()
         time.sleep(self.idle_s)
@@ -241,6 +247,7 @@ class PowerSession:
         if self.source is None:
             return min_duration_s, max_duration_s
         period = self.update_period_s()
+        self.period_at_extend = period
         required = self.min_window_s
         if period is not None and self.factor > 0:
             required = max(required, self.factor * period)
@@ -270,7 +277,6 @@ class PowerSession:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        self._stopped_ns = self.clock()
         return self._document(window_start_ns, window_end_ns)
 
     # -- internals ---------------------------------------------------------------------------
@@ -287,11 +293,7 @@ class PowerSession:
             time.sleep(0.005)
 
     def _loop(self) -> None:
-        if self.cpu is not None:
-            try:
-                os.sched_setaffinity(threading.get_native_id(), {self.cpu})
-            except (AttributeError, OSError) as exc:
-                self.notes.append(f"could not pin the sampler to cpu {self.cpu}: {exc}")
+        self._pin()
         period_s = 1.0 / self.rate_hz
         thermal_every_s = 1.0 / self.thermal_rate_hz
         next_thermal = 0.0
@@ -309,6 +311,25 @@ class PowerSession:
                 next_tick = time.monotonic()
                 delay = 0.0
             self._stop.wait(delay)
+
+    def _pin(self) -> None:
+        """Keep the sampler off the busiest cores: on big.LITTLE the slowest allowed core (the
+        reference's "a little core different from the inference threads")."""
+        if self.cpu in (None, "none"):
+            return
+        try:
+            allowed = sorted(os.sched_getaffinity(0))
+            if self.cpu == "auto":
+                if len(allowed) < 2:
+                    return
+                cpu = min(reversed(allowed), key=_max_freq_khz)
+            else:
+                cpu = int(self.cpu)
+            os.sched_setaffinity(threading.get_native_id(), {cpu})
+        except (AttributeError, OSError, ValueError) as exc:
+            self.notes.append(f"could not pin the sampler to cpu {self.cpu}: {exc}")
+            return
+        self.notes.append(f"sampler pinned to cpu{cpu}")
 
     def _read_source(self) -> None:
         assert self.source is not None
@@ -366,7 +387,9 @@ class PowerSession:
             "clock": self.clock_name,
             "requested_rate_hz": self.rate_hz,  # after the source's cap (see notes)
             "achieved_rate_hz": (self.reads - 1) / elapsed_s if source and elapsed_s > 0 else None,
-            "update_period_s": self.update_period_s() if source else None,
+            "update_period_s": (self.period_at_extend or self.update_period_s())
+            if source
+            else None,
             "window_factor": self.factor,
             "required_window_s": self.required_window_s,
             "idle_start_ns": self.idle_bounds[0],

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 
 RUNNER_VERSION = "1.0.0"
 SCHEMA_NAME = "harness.runner-result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EXIT_OK, EXIT_ERROR, EXIT_BAD_ARGUMENTS = 0, 2, 3
 
 

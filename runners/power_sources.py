@@ -242,9 +242,10 @@ class Odpm(Source):
             device_t_ns = t_ms * 1_000_000
             if meter.t_ns and device_t_ns <= meter.t_ns[-1]:
                 continue  # the driver's 50 ms cache: the same reading again
-            meter.add(
-                device_t_ns, {name: values.get(name, float("nan")) for name in meter.channels}
-            )
+            missing = [name for name in meter.channels if name not in values]
+            if missing:  # JSON has no NaN: a row with a hole is a failed read
+                raise ValueError(f"{path}: rails {', '.join(missing)} missing")
+            meter.add(device_t_ns, {name: values[name] for name in meter.channels})
 
 
 def parse_energy_value(text: str) -> tuple[int, dict[str, float]]:
@@ -300,7 +301,10 @@ class Pi5Pmic(Source):
     def read(self, t_ns: int) -> None:
         rails = parse_pmic(self._run())
         meter = self.meters[0]
-        meter.add(t_ns, {name: rails.get(name, float("nan")) for name in meter.channels})
+        missing = [name for name in meter.channels if name not in rails]
+        if missing:
+            raise ValueError(f"pmic_read_adc printed no {', '.join(missing)}")
+        meter.add(t_ns, {name: rails[name] for name in meter.channels})
 
 
 def parse_pmic(text: str) -> dict[str, float]:

@@ -15,7 +15,6 @@ from tests.peers.adbd import AdbdPeer
 from tests.peers.adbd_support import FIXTURES_DIR, AdbKeyPair, PeerFactory
 
 
-
 def _config(peer: AdbdPeer, key: AdbKeyPair) -> AdbTransportConfig:
     return AdbTransportConfig(
         kind="adb", address=f"127.0.0.1:{peer.port}", key_file=str(key.private_path)

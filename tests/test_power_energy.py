@@ -123,10 +123,17 @@ def test_profile_calibration_is_validated() -> None:
 
 def _trace(**fields: object) -> PowerTrace:
     base: dict[str, object] = {
-        "source": "android-battery", "scope": "battery", "method": "instantaneous",
-        "clock": "CLOCK_BOOTTIME", "requested_rate_hz": 10.0, "achieved_rate_hz": 10.0,
-        "update_period_s": 0.1, "window_factor": 50.0,
-        "idle_start_ns": 0, "idle_end_ns": 10 * S, "window_start_ns": 10 * S,
+        "source": "android-battery",
+        "scope": "battery",
+        "method": "instantaneous",
+        "clock": "CLOCK_BOOTTIME",
+        "requested_rate_hz": 10.0,
+        "achieved_rate_hz": 10.0,
+        "update_period_s": 0.1,
+        "window_factor": 50.0,
+        "idle_start_ns": 0,
+        "idle_end_ns": 10 * S,
+        "window_start_ns": 10 * S,
         "window_end_ns": 70 * S,
     }
     base.update(fields)
@@ -136,16 +143,21 @@ def _trace(**fields: object) -> PowerTrace:
 def _battery_meter(watts: float, volts: float = 3.9) -> dict[str, object]:
     t = [int(k * S / 10) for k in range(0, 751)]
     return {
-        "name": "battery", "quantity": "battery_raw", "t_ns": t,
-        "channels": {"current_now": [-round(watts / volts * 1e6)] * len(t),
-                     "voltage_now": [round(volts * 1e6)] * len(t)},
+        "name": "battery",
+        "quantity": "battery_raw",
+        "t_ns": t,
+        "channels": {
+            "current_now": [-round(watts / volts * 1e6)] * len(t),
+            "voltage_now": [round(volts * 1e6)] * len(t),
+        },
     }
 
 
 def test_battery_energy_net_of_idle_and_charging_refused() -> None:
     meter = _battery_meter(2.0)
     summary = energy_from_trace(
-        _trace(meters=[meter], charging_status=[(0, "Discharging")]), 600,
+        _trace(meters=[meter], charging_status=[(0, "Discharging")]),
+        600,
         calibration=PowerCalibration(),
     )
     assert summary.gross_energy_j == pytest.approx(120.0, rel=1e-3)
@@ -158,7 +170,8 @@ def test_battery_energy_net_of_idle_and_charging_refused() -> None:
 
     charging = energy_from_trace(
         _trace(meters=[meter], charging_status=[(0, "Discharging"), (20 * S, "Charging")]),
-        600, calibration=PowerCalibration(),
+        600,
+        calibration=PowerCalibration(),
     )
     assert charging.gross_energy_j is None and not charging.available
     assert "charging during run: battery readings invalid" in charging.quality_flags
@@ -166,22 +179,35 @@ def test_battery_energy_net_of_idle_and_charging_refused() -> None:
 
 def test_short_window_for_a_slow_gauge_is_flagged() -> None:
     summary = energy_from_trace(
-        _trace(meters=[_battery_meter(1.5)], update_period_s=1.5), 100,
+        _trace(meters=[_battery_meter(1.5)], update_period_s=1.5),
+        100,
         calibration=PowerCalibration(),
     )
     assert summary.available
-    assert any(f.startswith("window shorter than 50x the gauge update period") for f in
-               summary.quality_flags)
+    assert any(
+        f.startswith("window shorter than 50x the gauge update period")
+        for f in summary.quality_flags
+    )
 
 
 def test_linear_calibration_is_reported_beside_the_raw_power() -> None:
     t = [int(k * S / 10) for k in range(0, 751)]
-    meter = {"name": "pmic", "quantity": "power_w", "t_ns": t,
-             "channels": {"VDD_CORE": [1.5] * len(t), "DDR_VDD2": [0.5] * len(t)}}
-    cal = calibration_from_profile({"linear_scale": 1.1451, "linear_offset_w": 0.5879,
-                                    "provenance": "one board vs USB-C meter"})
-    summary = energy_from_trace(_trace(source="pi5-pmic", scope="pmic", meters=[meter]), 10,
-                                calibration=cal)
+    meter = {
+        "name": "pmic",
+        "quantity": "power_w",
+        "t_ns": t,
+        "channels": {"VDD_CORE": [1.5] * len(t), "DDR_VDD2": [0.5] * len(t)},
+    }
+    cal = calibration_from_profile(
+        {
+            "linear_scale": 1.1451,
+            "linear_offset_w": 0.5879,
+            "provenance": "one board vs USB-C meter",
+        }
+    )
+    summary = energy_from_trace(
+        _trace(source="pi5-pmic", scope="pmic", meters=[meter]), 10, calibration=cal
+    )
     assert summary.avg_power_w == pytest.approx(2.0)
     assert summary.calibrated_avg_power_w == pytest.approx(1.1451 * 2 + 0.5879)
     assert summary.calibration == "one board vs USB-C meter"
@@ -191,10 +217,86 @@ def test_no_source_says_so_and_old_documents_have_no_energy() -> None:
     golden = json.loads((REPO / "tests/golden/runner_doc_v1.json").read_text())
     old = parse_runner_document(golden)
     assert old.power is None and energy_from_document(old) is None
-    golden["power"] = {"source": "none", "scope": "none", "method": "none",
-                       "flags": ["no power source on this device (probed: rapl: absent)"]}
+    golden["power"] = {
+        "source": "none",
+        "scope": "none",
+        "method": "none",
+        "flags": ["no power source on this device (probed: rapl: absent)"],
+    }
     summary = energy_from_document(parse_runner_document(golden))
     assert summary is not None and not summary.available
     assert summary.avg_power_w is None and summary.gross_energy_per_inference_mj is None
     assert summary.quality_flags[0].startswith("no power source on this device")
     assert not math.isnan(summary.inferences)
+
+
+def test_energy_latency_plot_is_a_png_with_every_point() -> None:
+    import io
+
+    from matplotlib import image
+
+    from harness.power.plots import EnergyPoint, energy_latency_png
+
+    points = [
+        EnergyPoint("mobilenet fp32", 12.0, 41.0, 30.5, "odpm"),
+        EnergyPoint("mobilenet int8", 5.5, 17.2, 11.0, "odpm"),
+        EnergyPoint("digits mlp", 0.05, 0.3, None, "rapl"),
+    ]
+    png = energy_latency_png(points)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = image.imread(io.BytesIO(png), format="png")
+    assert pixels.shape[:2] == (420, 640)
+    assert len(set(map(tuple, pixels.reshape(-1, pixels.shape[-1])[::97].tolist()))) > 5
+
+
+def test_profile_power_block_validates_and_becomes_runner_flags() -> None:
+    import argparse
+    import sys
+
+    from pydantic import ValidationError
+
+    from harness.power.settings import PowerSettings, runner_power_argv
+
+    sys.path.insert(0, str(REPO / "runners"))
+    import harness_power
+
+    settings = PowerSettings.model_validate(
+        {"source": "odpm", "idle_s": 5, "sampler_cpu": 0, "calibration": {"battery_sign": 1}}
+    )
+    argv = runner_power_argv(settings)
+    parser = argparse.ArgumentParser()
+    harness_power.add_arguments(parser)
+    parsed = parser.parse_args(argv)  # the runner accepts exactly what the host sends
+    assert (parsed.power_source, parsed.power_idle_s, parsed.power_cpu) == ("odpm", 5.0, "0")
+    assert parsed.power_window_factor == 50.0 and parsed.power_rate_hz == 10.0
+    assert settings.calibration_model().battery is not None
+    assert runner_power_argv(PowerSettings(source="none")) == []
+    with pytest.raises(ValidationError, match="unknown power calibration keys"):
+        PowerSettings.model_validate({"calibration": {"sign": 1}})
+    with pytest.raises(ValidationError, match="rate_hz"):
+        PowerSettings.model_validate({"rate_hz": 1000})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        PowerSettings.model_validate({"sorce": "odpm"})
+
+
+def test_report_columns_never_show_an_unmeasured_number() -> None:
+    from harness.power.columns import COLUMNS, energy_columns
+
+    golden = json.loads((REPO / "tests/golden/runner_doc_v1.json").read_text())
+    golden["power"] = {
+        "source": "none",
+        "scope": "none",
+        "flags": ["no power source on this device"],
+    }
+    row = energy_columns(energy_from_document(parse_runner_document(golden)))
+    assert list(row) == list(COLUMNS)
+    assert row["power source"] == "no power source" and row["energy/inf gross (mJ)"] == "—"
+    assert row["power quality"] == "no power source on this device"
+    assert energy_columns(None)["power source"] == "not measured"
+    summary = energy_from_trace(
+        _trace(meters=[_battery_meter(2.0)]), 600, calibration=PowerCalibration()
+    )
+    row = energy_columns(summary)
+    assert row["power source"] == "android-battery (battery)"
+    assert row["energy/inf gross (mJ)"] == "200" and row["avg power (W)"] == "2"
+    assert row["idle power (W)"].startswith("2 ±")

@@ -38,6 +38,9 @@ class StreamingMeter:
     def meter_ms(self, host_ns: int) -> float:
         return METER_EPOCH_MS + (host_ns - self.host_start_ns) / 1e6 * DRIFT
 
+    def host_ns(self, meter_ms: float) -> float:
+        return self.host_start_ns + (meter_ms - METER_EPOCH_MS) / DRIFT * 1e6
+
     def run(self) -> None:
         k = 0
         while not self.stop.is_set():
@@ -79,26 +82,15 @@ def test_serial_meter_aligns_its_clock_and_integrates_to_the_exact_energy(
     trace = meter.stop()
     assert trace.clock == "host_monotonic" and trace.dropped_lines >= 1
     assert len(trace.t_ns) > 150
-    # Each aligned timestamp must land on the host time the meter sampled at (a few ms).
-    meter_ms = np.array([source.meter_ms(0)]) * 0  # placeholder to keep types simple
-    del meter_ms
-    truth = np.array(
-        [source.host_start_ns + (m - METER_EPOCH_MS) / DRIFT * 1e6 for m in _meter_times(trace,
-                                                                                        source)]
-    )
+    # Each aligned timestamp must land on the host time the meter sampled at (a few ms); the
+    # meter's clock law (epoch, drift) is known only to the test.
+    truth = np.array([source.host_ns(m) for m in trace.meter_ms])
     errors_ms = (np.array(trace.t_ns) - truth) / 1e6
     assert np.max(np.abs(errors_ms)) < 8.0, errors_ms
     start, end = trace.t_ns[10], trace.t_ns[-10]
     energy = ig.trapezoid_energy_j(trace.t_ns, trace.power_w, start, end)
     exact = source.profile.energy_j(start / 1e9, end / 1e9)
     assert energy == pytest.approx(exact, rel=0.03)
-
-
-def _meter_times(trace: external.MeterTrace, source: StreamingMeter) -> list[float]:
-    # Invert the alignment's input: the meter stamps are recoverable from the power values'
-    # order only through the trace, so recompute them from the host times the fit produced and
-    # check consistency against the meter's own clock law instead.
-    return [source.meter_ms(t) for t in trace.t_ns]
 
 
 def test_missing_port_and_garbage_are_clear_errors(tmp_path: os.PathLike[str]) -> None:

@@ -45,11 +45,20 @@ def _golden(name: str = "runner_doc_v1.json") -> dict[str, Any]:
     return data
 
 
+def _kept(raw: Any, golden: Any) -> bool:
+    if isinstance(golden, dict):
+        return isinstance(raw, dict) and all(
+            k in raw and _kept(raw[k], v) for k, v in golden.items()
+        )
+    return bool(raw == golden)
+
+
 def _assert_is_golden(raw: dict[str, Any] | None, golden: dict[str, Any]) -> None:
-    """Every field of the hand-written file is kept unchanged; fields added to schema v1 since
-    (with defaults) may appear beside them, exactly as the current parser fills them in."""
+    """Every field of the hand-written file is kept unchanged (at any depth) except the version
+    it was upgraded from; fields added since (with defaults) may appear beside them, exactly as
+    the current parser fills them in."""
     assert raw is not None
-    assert {key: raw[key] for key in golden} == golden
+    assert _kept(raw, {k: v for k, v in golden.items() if k != "schema_version"})
     assert raw == parse_runner_document(golden).to_json_dict()
 
 
@@ -349,18 +358,19 @@ def test_migrations_run_in_order_when_an_old_store_is_opened(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "results.sqlite"
-    with ResultStore(path) as v1:
-        v1.save_run(_record())
-        assert v1.schema_version() == 1
+    current = store_schema.STORE_SCHEMA_VERSION
+    with ResultStore(path) as old:
+        old.save_run(_record())
+        assert old.schema_version() == current
 
     def add_tag(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE runs ADD COLUMN tag VARCHAR(32)"))
 
-    monkeypatch.setattr(store_schema, "STORE_SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store_schema._MIGRATIONS, 1, add_tag)
-    with ResultStore(path) as v2:
-        assert v2.schema_version() == 2
-        assert v2.load_run(_record().run_id) == _record()
+    monkeypatch.setattr(store_schema, "STORE_SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(store_schema._MIGRATIONS, current, add_tag)
+    with ResultStore(path) as new:
+        assert new.schema_version() == current + 1
+        assert new.load_run(_record().run_id) == _record()
     engine = create_engine(f"sqlite:///{path}")
     assert "tag" in {c["name"] for c in inspect(engine).get_columns("runs")}
     engine.dispose()
@@ -382,14 +392,32 @@ def _schema_of(path: Path) -> dict[str, Any]:
     return schema
 
 
-def test_store_schema_matches_the_golden_v1(tmp_path: Path) -> None:
+def test_store_schema_matches_the_golden_v2(tmp_path: Path) -> None:
     path = tmp_path / "results.sqlite"
     ResultStore(path).close()
-    golden = json.loads((GOLDEN / "store_schema_v1.json").read_text())
+    golden = json.loads((GOLDEN / "store_schema_v2.json").read_text())
     assert _schema_of(path) == golden, (
         "the store schema changed: bump STORE_SCHEMA_VERSION, add a migration to _MIGRATIONS, "
-        "and write tests/golden/store_schema_v2.json"
+        "and write tests/golden/store_schema_v3.json"
     )
+
+
+def test_a_v1_store_gains_the_latency_source(tmp_path: Path) -> None:
+    # a v1 store is exactly the v2 schema without jobs.latency_source (tests/golden/*_v1.json)
+    path = tmp_path / "results.sqlite"
+    with ResultStore(path) as store:
+        store.save_run(_record())
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE jobs DROP COLUMN latency_source")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    v1_schema = json.loads((GOLDEN / "store_schema_v1.json").read_text())
+    assert _schema_of(path) == v1_schema
+    with ResultStore(path) as store:
+        assert store.schema_version() == 2
+        loaded = store.load_run(_record().run_id)
+    assert loaded == _record()
+    summaries = [j.latency for j in loaded.jobs if j.latency is not None]
+    assert summaries and all(s.source == "samples" for s in summaries)
 
 
 def test_finish_run_appends_notes_gathered_during_the_run(store: ResultStore) -> None:
@@ -482,7 +510,7 @@ def test_postgresql_round_trip(postgres_url: str) -> None:
                 raise
             time.sleep(0.1)
     with store:
-        assert store.schema_version() == 1
+        assert store.schema_version() == store_schema.STORE_SCHEMA_VERSION
         store.save_run(record)
         assert store.load_run(record.run_id) == record
         with pytest.raises(StoreError, match="already exists"):

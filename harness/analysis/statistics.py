@@ -18,13 +18,15 @@ Conventions used throughout:
   million-sample job is summarised in well under a second.
 * Aggregate-only results (native tools that print statistics, not runs) are summarised by
   :func:`summarize_aggregate` from the printed numbers alone: a statistic the tool did not print
-  is ``math.nan`` (the one shared object), never estimated from the others.
+  is ``math.nan`` (the shared object, so equal records compare equal), never estimated from
+  the others.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -141,7 +143,7 @@ def summarize_latencies(
 
 
 def summarize_aggregate(stats: AggregateStats, *, population_std: bool = False) -> LatencySummary:
-    """A summary (``source="aggregate"``) of the statistics a native tool printed, in µs.
+    """A summary of the statistics a native tool printed (µs in, milliseconds out).
 
     count, mean (the tool's avg), min and max are taken as printed; median/p90/p99 are the tool's
     own percentiles (its method, e.g. nearest rank, not type 7) and ``math.nan`` when it printed
@@ -157,7 +159,8 @@ def summarize_aggregate(stats: AggregateStats, *, population_std: bool = False) 
     count = stats.count
 
     def ms(value_us: float | None) -> float:
-        return value_us / 1000.0 if value_us is not None else math.nan
+        # via the decimal text, so 63743.2 us is 63.7432 ms as printed, not 63.743199999999995
+        return float(Decimal(repr(value_us)) / 1000) if value_us is not None else math.nan
 
     mean = ms(stats.avg)
     std = ms(stats.std)
@@ -174,7 +177,7 @@ def summarize_aggregate(stats: AggregateStats, *, population_std: bool = False) 
         max_ms=ms(stats.max),
         median_ci_low_ms=None,
         median_ci_high_ms=None,
-        cv=std / mean if mean > 0 else math.inf,
+        cv=math.nan if math.isnan(std) else std / mean if mean > 0 else math.inf,
         throughput_ips=1000.0 / mean if mean > 0 else math.inf,
         total_duration_s=count * mean / 1000.0,
         source="aggregate",

@@ -6,9 +6,16 @@ is INVALID when its numbers cannot be trusted at all (the runner failed, too few
 window shorter than asked, a silent fall-back to CPU, samples that are zero or negative, the
 wrong model). It stays VALID with *warnings* when the numbers are usable but need care (noisy,
 too few samples for a confidence interval, timer overhead not negligible, a hot device).
+
+Aggregate-only results (a native tool's printed statistics, ``timing.samples_kind ==
+"aggregate_only"``) are judged by the same count and duration rules, with the tool's run count and
+count x average as the timed duration; they always carry a warning that there are no per-run
+samples, and one for each statistic the tool did not print.
 """
 
 from __future__ import annotations
+
+import math
 
 from harness.analysis.statistics import MIN_CI_SAMPLES
 from harness.results.records import LatencySummary, Validity, Verdict
@@ -89,6 +96,12 @@ def _sample_reasons(
             f"{non_positive} of {len(latencies)} samples are <= 0 ns "
             "(timer too coarse or clock not monotonic)"
         )
+    printed = (summary.mean_ms, summary.min_ms)  # a statistic not printed is NaN: skipped
+    if _aggregate_only(doc) and any(v <= 0 for v in printed if not math.isnan(v)):
+        reasons.append(
+            f"the tool printed a non-positive latency (avg {summary.mean_ms:g} ms, "
+            f"min {summary.min_ms:g} ms)"
+        )
     return reasons
 
 
@@ -121,19 +134,47 @@ def _noise_warnings(
     if summary is None:
         return []
     warnings = []
+    if _aggregate_only(doc):
+        warnings += _aggregate_warnings(doc, summary)
     if summary.cv > cv_threshold:
         warnings.append(f"unstable: cv={summary.cv:.1%} > {cv_threshold:.0%}")
-    if summary.count < ci_min_samples:
+    if not _aggregate_only(doc) and summary.count < ci_min_samples:
         warnings.append(
             f"too few samples for a median confidence interval: {summary.count} < {ci_min_samples}"
         )
-    overhead_ns = doc.timing.timer_overhead_ns if doc.timing else 0.0
-    median_ns = summary.median_ms * 1e6
+    overhead_ns = (doc.timing.timer_overhead_ns if doc.timing else None) or 0.0
+    median_ns = summary.median_ms * 1e6  # NaN when unknown: every comparison below is False
     if overhead_ns > 0 and median_ns < TIMER_OVERHEAD_FACTOR * overhead_ns:
         warnings.append(
             f"timer overhead dominates: median {median_ns:.0f} ns < "
             f"{TIMER_OVERHEAD_FACTOR:.0f} x timer overhead {overhead_ns:.0f} ns"
         )
+    return warnings
+
+
+def _aggregate_only(doc: RunnerDocument) -> bool:
+    return doc.timing is not None and doc.timing.samples_kind == "aggregate_only"
+
+
+def _aggregate_warnings(doc: RunnerDocument, summary: LatencySummary) -> list[str]:
+    warnings = [f"aggregate statistics from {doc.producer.name}: no per-run samples"]
+    missing = [
+        name
+        for name, value in (
+            ("median", summary.median_ms),
+            ("std", summary.std_ms),
+            ("p90", summary.p90_ms),
+            ("p99", summary.p99_ms),
+        )
+        if math.isnan(value)
+    ]
+    if "median" in missing:
+        warnings.append("native tool printed no median")
+    if "std" in missing:
+        warnings.append("native tool printed no std: stability (cv) not checked")
+    others = [name for name in missing if name in {"p90", "p99"}]
+    if others:
+        warnings.append(f"native tool printed no {'/'.join(others)}")
     return warnings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,14 +22,23 @@ from harness.cli.common import (
     print_run,
     run_exit_code,
 )
+from harness.cli.compress import DEFAULT_VARIANTS_DIR
 from harness.errors import ConfigError
 from harness.profiles import DeviceProfile, find_profile
 from harness.results.records import JobResult, JobSpec, RunRecord
 from harness.results.store import ResultStore
+from harness.variants import merge_artifacts, register_family
+from harness.variants import variants_of as find_variants_of
 
 
 def bench_command(
-    models: list[Path] = typer.Argument(..., help="Model files (.onnx, .tflite).", show_default=False),
+    models: list[Path] | None = typer.Argument(None, help="Model files (.onnx, .tflite).",
+                                               show_default=False),
+    variants_of: Annotated[list[Path] | None, typer.Option(
+        "--variants-of", help="Also benchmark this model's variants made by `harness compress` "
+        "(variants/<model-stem>/*/model.onnx with a manifest; repeatable).")] = None,
+    variants_dir: Annotated[Path, typer.Option(
+        "--variants-dir", help="Where `harness compress` put the variants.")] = DEFAULT_VARIANTS_DIR,
     device: list[str] = typer.Option(["local"], "--device", "-d",
                                      help="Device profile name (repeat for several devices)."),
     threads: list[int] = typer.Option([], "--threads", "-t",
@@ -68,10 +78,16 @@ def bench_command(
         inputs_file=str(inputs.resolve()) if inputs else None,
     )
     profiles = [find_profile(name) for name in dict.fromkeys(device)]
-    artifacts = load_models(models)
+    if not models and not variants_of:
+        raise ConfigError("which models? give model files or --variants-of MODEL")
+    families = [find_variants_of(m, variants_dir) for m in dict.fromkeys(variants_of or [])]
+    artifacts = merge_artifacts([*load_models(models or []),
+                                 *(a for family in families for a in family.artifacts)])
     eval_files = {a.sha256: str(eval_file.resolve()) for a in artifacts} if eval_file else None
     jobs = plan_jobs(artifacts, profiles, overrides, eval_files=eval_files)
     store = open_store(db)
+    for family in families:  # the jobs' artifacts then carry their manifests in the store
+        register_family(store, family)
     record = run_with_progress(jobs, profiles, store, quiet=as_json)
     finish(record, out=out, no_report=no_report, as_json=as_json)
     return run_exit_code(record)

@@ -41,9 +41,11 @@ def _root(
 
 def _register() -> None:
     # Imported here so `harness --help` stays one import deep per command module.
-    from harness.cli import bench, demo, devices, report, results
+    from harness.cli import bench, compare, compress, demo, devices, report, results
 
     app.command("bench")(bench.bench_command)
+    app.command("compare")(compare.compare_command)
+    app.command("compress")(compress.compress_command)
     app.command("demo")(demo.demo_command)
     app.command("report")(report.report_command)
     app.add_typer(results.app, name="results")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -24,14 +25,15 @@ def list_command(
     """List stored runs, newest first."""
     runs = open_store(db).list_runs(limit=limit)
     if as_json:
-        typer.echo(json.dumps(runs, indent=2, default=str))
+        typer.echo(json.dumps([dataclasses.asdict(run) for run in runs], indent=2))
         return
     table = Table(title="runs")
-    for column in ("run_id", "created_at", "jobs", "command"):
+    for column in ("run id", "created", "jobs", "failed", "invalid", "command"):
         table.add_column(column)
     for run in runs:
-        table.add_row(str(run["run_id"]), str(run["created_at"]), str(run.get("jobs", "")),
-                      str(run.get("command", "")))
+        state = "" if run.finished_at else " (unfinished)"
+        table.add_row(run.run_id, run.created_at + state, str(run.job_count),
+                      str(run.failed_count), str(run.invalid_count), run.command)
     console.print(table)
 
 
@@ -45,11 +47,16 @@ def export_command(
     db: str | None = DB_OPTION,
 ) -> None:
     """Export one run's jobs (or raw samples) as CSV or JSON."""
-    if fmt not in {"csv", "json"}:
-        raise ConfigError(f"--format must be csv or json, not {fmt!r}")
     store = open_store(db)
     resolved = resolve_run_id(store, run_id, last)
-    text = store.export_samples_csv(resolved) if samples else store.export_run(resolved, fmt)
+    if samples:
+        text = store.export_samples_csv(resolved)
+    elif fmt == "csv":
+        text = store.export_run(resolved, "csv")
+    elif fmt == "json":
+        text = store.export_run(resolved, "json")
+    else:
+        raise ConfigError(f"--format must be csv or json, not {fmt!r}")
     if output is None:
         typer.echo(text, nl=not text.endswith("\n"))
     else:

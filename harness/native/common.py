@@ -313,6 +313,7 @@ def run_native_benchmark(
     parse: Callable[[str], RunnerDocument],
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    tool_name: str | None = None,
 ) -> RunnerDocument:
     """Run a native benchmark binary through ``transport`` and parse what it printed.
 
@@ -321,13 +322,14 @@ def run_native_benchmark(
     A non-zero exit raises :class:`NativeToolError` (message with the exit code and the last
     stderr line, ``raw_output`` with the full text); a timeout raises the transport's
     ``DeviceTimeoutError``; unparseable text raises :class:`NativeOutputError`. ``env`` is added
-    to the device's environment for this command (e.g. ``LD_LIBRARY_PATH``).
+    to the device's environment for this command (e.g. ``LD_LIBRARY_PATH``); ``tool_name`` names
+    the tool in errors (default: the basename of ``argv[0]``; set it when argv has a prefix).
     """
     result = transport.run(argv, timeout_s=timeout_s, cwd=cwd, env=env)
     text = combined_output(result.stdout, result.stderr)
     if result.exit_code != 0:
         tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["(no output)"]
-        name = argv[0].rsplit("/", 1)[-1] if argv else "native tool"
+        name = tool_name or (argv[0].rsplit("/", 1)[-1] if argv else "native tool")
         raise NativeToolError(
             f"{name} on {transport.description} exited with code {result.exit_code}: {tail[0]}",
             raw_output=text,

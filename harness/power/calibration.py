@@ -160,7 +160,11 @@ def calibration_from_profile(data: Mapping[str, Any] | None) -> PowerCalibration
         sign = int(data.get("battery_sign", -1))
         current_unit = data.get("battery_current_unit", "uA")
         voltage_unit = data.get("battery_voltage_unit", "uV")
-        if sign not in (1, -1) or current_unit not in _CURRENT_SCALE_A or voltage_unit not in _VOLTAGE_SCALE_V:
+        if (
+            sign not in (1, -1)
+            or current_unit not in _CURRENT_SCALE_A
+            or voltage_unit not in _VOLTAGE_SCALE_V
+        ):
             raise ConfigError(
                 "power calibration: battery_sign must be 1 or -1, battery_current_unit uA|mA, "
                 "battery_voltage_unit uV|mV"
@@ -169,6 +173,8 @@ def calibration_from_profile(data: Mapping[str, Any] | None) -> PowerCalibration
     linear = None
     if "linear_scale" in data or "linear_offset_w" in data:
         linear = LinearCalibration(
-            float(data.get("linear_scale", 1.0)), float(data.get("linear_offset_w", 0.0)), provenance
+            float(data.get("linear_scale", 1.0)),
+            float(data.get("linear_offset_w", 0.0)),
+            provenance,
         )
     return PowerCalibration(battery=battery, linear=linear)

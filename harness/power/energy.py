@@ -72,8 +72,20 @@ def energy_from_trace(
     start, end = trace.window_start_ns, trace.window_end_ns
     window_s = (end - start) / 1e9 if start is not None and end is not None else None
     empty = EnergySummary(
-        trace.source, trace.scope, trace.method, inferences, window_s, None, None, None, None,
-        None, None, None, trace.achieved_rate_hz, trace.update_period_s,
+        trace.source,
+        trace.scope,
+        trace.method,
+        inferences,
+        window_s,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        trace.achieved_rate_hz,
+        trace.update_period_s,
     )
     if not trace.meters:
         if not flags:
@@ -171,13 +183,16 @@ class _MeterSeries:
                 flags.append(f"energy counter reset detected on {meter.name}")
             return cls(meter.name, total.t_ns, total, channels, None, False, None)
         if meter.quantity == "power_w":
-            power = np.sum([np.asarray(v, dtype=np.float64) for v in meter.channels.values()], axis=0)
+            power = np.sum(
+                [np.asarray(v, dtype=np.float64) for v in meter.channels.values()], axis=0
+            )
             return cls(meter.name, t, None, (), power, False, None)
         currents, voltages = list(meter.channels.values())[:2]
         battery, cal_flags = _battery_calibration(meter, trace, calibration.battery)
         flags.extend(cal_flags)
         power = np.array([battery.power_w(i, v) for i, v in zip(currents, voltages, strict=True)])
-        t_cp, p_cp = ig.change_points(t, power)
+        period_ns = trace.update_period_s * 1e9 if trace.update_period_s else None
+        t_cp, p_cp = ig.gauge_change_points(t, power, period_ns)
         return cls(meter.name, t_cp, None, (), p_cp, True, battery.provenance)
 
     def energy_j(self, start: float, end: float) -> float:
@@ -205,6 +220,11 @@ class _MeterSeries:
         else:
             assert self.power_w is not None
             spread = ig.samples_in(self.t_ns, self.power_w, start, end)
+            if self.hold:  # the value already held when the window opened counts too
+                held = self.power_w[self.t_ns <= start]
+                spread = np.concatenate((held[-1:], spread))
+                if spread.size == 1:
+                    return mean_w, 0.0  # the gauge never changed: no spread to see
         std = float(np.std(spread, ddof=1)) if spread.size >= 2 else None
         return mean_w, std
 
@@ -254,7 +274,8 @@ def _trace_flags(trace: PowerTrace, window_s: float | None) -> list[str]:
     flags = []
     factor = trace.window_factor or DEFAULT_WINDOW_FACTOR
     period = trace.update_period_s
-    if window_s is not None and period and window_s < factor * period:
+    # 1% slack: the runner stops at the first run past the required length, never before it
+    if window_s is not None and period and window_s < 0.99 * factor * period:
         flags.append(
             f"window shorter than {factor:g}x the gauge update period "
             f"({window_s:.3g} s < {factor:g} x {period:.3g} s)"
@@ -281,4 +302,3 @@ def _charging(trace: PowerTrace) -> bool:
 
 def _unique(flags: list[str]) -> list[str]:
     return list(dict.fromkeys(flags))
-

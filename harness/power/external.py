@@ -48,6 +48,7 @@ class MeterTrace:
     clock: str  # "host_monotonic" or "device:<clock>" after alignment
     dropped_lines: int = 0
     alignment: str = ""  # how t_ns was obtained, e.g. "lower envelope over 500 lines"
+    meter_ms: tuple[float, ...] = ()  # the meter's own timestamps, when it sends them
 
 
 class ExternalMeter(Protocol):
@@ -176,6 +177,7 @@ class SerialLineMeter:
             clock="host_monotonic",
             dropped_lines=self._dropped,
             alignment=f"lower envelope over {len(rows)} lines (slope {slope / 1e6:.6f} ms/ms)",
+            meter_ms=tuple(float(m) for m in meter_ms),
         )
 
 
@@ -294,9 +296,7 @@ def to_device_clock(
     if after is None or after.host_ns == before.host_ns:
         offsets = np.full_like(t, before.offset_ns)
     else:
-        offsets = np.interp(
-            t, [before.host_ns, after.host_ns], [before.offset_ns, after.offset_ns]
-        )
+        offsets = np.interp(t, [before.host_ns, after.host_ns], [before.offset_ns, after.offset_ns])
     shifted = tuple(round(float(v)) for v in t + offsets)
     return MeterTrace(
         shifted,
@@ -304,4 +304,5 @@ def to_device_clock(
         f"device:{clock}",
         trace.dropped_lines,
         f"{trace.alignment}; host->device offset ±{before.error_ns / 1e6:.3g} ms",
+        trace.meter_ms,
     )

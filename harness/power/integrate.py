@@ -31,9 +31,7 @@ class Counter:
     resets: tuple[tuple[float, float], ...]  # (t_before, t_after) of every counter decrease
 
 
-def unwrap_counter(
-    t_ns: Floats, values_uj: Floats, wrap_uj: float | None = None
-) -> Counter:
+def unwrap_counter(t_ns: Floats, values_uj: Floats, wrap_uj: float | None = None) -> Counter:
     """Turn raw counter readings (µJ) into a continuous cumulative energy (J).
 
     A decrease is a wraparound when the counter has a modulus (RAPL's ``max_energy_range_uj``:
@@ -92,17 +90,13 @@ def interval_powers_w(counter: Counter, start_ns: float, end_ns: float) -> np.nd
     return np.asarray(de[dt > 0] / dt[dt > 0])
 
 
-def trapezoid_energy_j(
-    t_ns: Floats, power_w: Floats, start_ns: float, end_ns: float
-) -> float:
+def trapezoid_energy_j(t_ns: Floats, power_w: Floats, start_ns: float, end_ns: float) -> float:
     """∫P dt over the window by the trapezoid rule, P interpolated at the window's edges."""
     t, p = _clip(t_ns, power_w, start_ns, end_ns)
     return float(np.sum(0.5 * (p[1:] + p[:-1]) * np.diff(t)) / 1e9)
 
 
-def hold_energy_j(
-    t_ns: Floats, power_w: Floats, start_ns: float, end_ns: float
-) -> float:
+def hold_energy_j(t_ns: Floats, power_w: Floats, start_ns: float, end_ns: float) -> float:
     """∫P dt for a sample-and-hold source: each value holds until the next change (zero-order
     hold over change points, reference §1.4)."""
     t = np.asarray(t_ns, dtype=np.float64)
@@ -127,9 +121,29 @@ def change_points(t_ns: Floats, values: Floats) -> tuple[np.ndarray, np.ndarray]
     return t[keep], v[keep]
 
 
-def samples_in(
-    t_ns: Floats, values: Floats, start_ns: float, end_ns: float
-) -> np.ndarray:
+def gauge_change_points(
+    t_ns: Floats, values: Floats, update_period_ns: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Change points of a polled sample-and-hold gauge, with the time each value took effect.
+
+    A change seen at read ``i`` happened between reads ``i-1`` and ``i``: use the midpoint, which
+    removes the polling delay's bias. ``current_now`` lags the load (reference §1.4), so the
+    changes are moved half an update period earlier. The last reading is kept unshifted: it
+    shows the last value held until then.
+    """
+    t = np.asarray(t_ns, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return t, v
+    changed = np.flatnonzero(v[1:] != v[:-1]) + 1
+    times = (t[changed - 1] + t[changed]) / 2 - (update_period_ns or 0.0) / 2
+    keep_t = np.concatenate(([t[0]], times, [t[-1]]))
+    keep_v = np.concatenate(([v[0]], v[changed], [v[-1]]))
+    order = np.maximum.accumulate(keep_t)  # a shift must never reorder the points
+    return order, keep_v
+
+
+def samples_in(t_ns: Floats, values: Floats, start_ns: float, end_ns: float) -> np.ndarray:
     t = np.asarray(t_ns, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     return np.asarray(v[(t >= start_ns) & (t <= end_ns)])

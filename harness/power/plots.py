@@ -49,10 +49,17 @@ def energy_latency_png(points: Sequence[EnergyPoint], *, title: str = "Energy vs
                     label=f"net of idle ({source})" if source else "net of idle",
                 )
         for p in points:
-            ax.annotate(p.label, (p.latency_ms, p.energy_mj), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-        for axis, values in (("x", [p.latency_ms for p in points]),
-                             ("y", [p.energy_mj for p in points])):
+            ax.annotate(
+                p.label,
+                (p.latency_ms, p.energy_mj),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        for axis, values in (
+            ("x", [p.latency_ms for p in points]),
+            ("y", [p.energy_mj for p in points]),
+        ):
             positive = [v for v in values if v > 0]
             if positive and max(positive) / min(positive) > 30:
                 (ax.set_xscale if axis == "x" else ax.set_yscale)("log")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
@@ -51,7 +51,11 @@ class CooldownResult:
 
 
 def read_zones(
-    transport: Transport, zones_glob: str = DEFAULT_ZONES_GLOB, *, timeout_s: float = _CALL_TIMEOUT_S
+    transport: Transport,
+    zones_glob: str = DEFAULT_ZONES_GLOB,
+    *,
+    timeout_s: float = _CALL_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
 ) -> list[ZoneTemp]:
     """Every readable thermal zone under ``zones_glob`` (°C; sysfs gives millidegrees)."""
     if not _SAFE_GLOB.match(zones_glob):
@@ -64,7 +68,7 @@ def read_zones(
         f'for z in {zones_glob}; do t=$(cat "$z/temp" 2>/dev/null) || continue; '
         'printf "%s\\t%s\\t%s\\n" "${z##*/}" "$(cat "$z/type" 2>/dev/null)" "$t"; done'
     )
-    result = transport.run(["sh", "-c", script], timeout_s=timeout_s)
+    result = transport.run(["sh", "-c", script], timeout_s=timeout_s, env=env)
     zones = []
     for line in result.stdout.splitlines():
         parts = line.split("\t")
@@ -78,18 +82,26 @@ def read_zones(
     return zones
 
 
-def read_pi_throttled(transport: Transport, *, timeout_s: float = _CALL_TIMEOUT_S) -> int | None:
+def read_pi_throttled(
+    transport: Transport,
+    *,
+    timeout_s: float = _CALL_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+) -> int | None:
     """The Pi's ``vcgencmd get_throttled`` word, None where there is no vcgencmd."""
-    result = transport.run(["vcgencmd", "get_throttled"], timeout_s=timeout_s)
+    result = transport.run(["vcgencmd", "get_throttled"], timeout_s=timeout_s, env=env)
     match = _THROTTLED.search(result.stdout)
     return int(match.group(1), 16) if result.ok and match else None
 
 
 def read_android_thermal_status(
-    transport: Transport, *, timeout_s: float = _CALL_TIMEOUT_S
+    transport: Transport,
+    *,
+    timeout_s: float = _CALL_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
 ) -> int | None:
     """``Thermal Status: N`` from ``dumpsys thermalservice``, None where unavailable."""
-    result = transport.run(["dumpsys", "thermalservice"], timeout_s=timeout_s)
+    result = transport.run(["dumpsys", "thermalservice"], timeout_s=timeout_s, env=env)
     return parse_thermal_status(result.stdout) if result.ok else None
 
 
@@ -108,19 +120,21 @@ def cooldown(
     zone_types: Sequence[str] = DEFAULT_ZONE_TYPES,
     check_pi_throttled: bool = False,
     check_android_status: bool = False,
+    env: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> CooldownResult:
     """Wait until the CPU/SoC/skin zones are at or below ``threshold_c``, no Pi "now" throttle
     bit is set and the Android thermal status is 0, or ``timeout_s`` passes (recorded, not
-    raised: the job still runs and carries the result)."""
+    raised: the job still runs and carries the result). ``env`` is passed to every device
+    command (e.g. a PATH reaching vcgencmd)."""
     started = clock()
     while True:
-        zones = read_zones(transport, zones_glob)
+        zones = read_zones(transport, zones_glob, env=env)
         gated = [z for z in zones if any(t in z.type.lower() for t in zone_types)] or zones
         hottest = max(gated, key=lambda z: z.temp_c, default=None)
-        pi_word = read_pi_throttled(transport) if check_pi_throttled else None
-        status = read_android_thermal_status(transport) if check_android_status else None
+        pi_word = read_pi_throttled(transport, env=env) if check_pi_throttled else None
+        status = read_android_thermal_status(transport, env=env) if check_android_status else None
         blockers = []
         if hottest is not None and hottest.temp_c > threshold_c:
             blockers.append(f"{hottest.type} {hottest.temp_c:.1f} °C > {threshold_c:g} °C")
@@ -184,4 +198,3 @@ def throttled_verdict(doc: RunnerDocument, *, android_status_after: int | None =
     if android_status_after:
         reasons.append(f"Android thermal status {android_status_after} after the job")
     return reasons
-

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from harness.reporting.plots import Plot
-from harness.reporting.tables import display_rows, fmt_ms
+from harness.reporting.tables import display_rows, fmt_ms, has_variants, host_observed_rows
 from harness.results.records import JobResult, RunRecord
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -86,6 +86,7 @@ def _device_sections(record: RunRecord) -> list[dict[str, Any]]:
             rows.append(
                 ("Load average (1/5/15 min)", " / ".join(f"{x:g}" for x in state["loadavg"]))
             )
+        rows.extend(host_observed_rows(state.get("host_observed")))
         known = {
             "cpu_model",
             "cpu_count",
@@ -152,6 +153,7 @@ def _settings_rows(record: RunRecord) -> list[dict[str, str]]:
 def _job_extras(record: RunRecord) -> dict[str, dict[str, Any]]:
     """Per job index: the validity lists (not flattened) and the first inference's ratio."""
     extras = {}
+    parents = {j.spec.model.parent_sha256 for j in record.jobs}
     for job in record.jobs:
         ratio = ""
         if job.latency and job.first_inference_ms and job.latency.median_ms > 0:
@@ -160,6 +162,7 @@ def _job_extras(record: RunRecord) -> dict[str, dict[str, Any]]:
             "reasons": list(job.validity.reasons),
             "warnings": list(job.validity.warnings),
             "first_ratio": ratio,
+            "baseline": job.spec.model.sha256 in parents,  # the model variants were made from
             "min_max": f"{fmt_ms(job.latency.min_ms)} – {fmt_ms(job.latency.max_ms)}"
             if job.latency
             else "–",
@@ -193,5 +196,6 @@ def render_html(record: RunRecord, plots: Sequence[Plot]) -> str:
             for p in plots
         ],
         devices=_device_sections(record),
+        variants=has_variants(record),
         settings=_settings_rows(record),
     )

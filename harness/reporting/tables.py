@@ -43,12 +43,17 @@ COLUMNS: tuple[str, ...] = (
     "accuracy",
     "accuracy_metric",
     "size_bytes",
+    "recipe",
+    "host_accuracy",
+    "host_accuracy_metric",
+    "fidelity_flagged",
     "samples",
     "verdict",
     "reasons",
     "warnings",
     "error",
     "sha256",
+    "parent_sha256",
     "model_path",
 )
 
@@ -104,12 +109,17 @@ def _job_row(job: JobResult) -> dict[str, Any]:
         "accuracy": job.accuracy,
         "accuracy_metric": job.accuracy_metric,
         "size_bytes": spec.model.size_bytes,
+        "recipe": spec.model.recipe,
+        "host_accuracy": spec.model.host_accuracy,
+        "host_accuracy_metric": spec.model.host_accuracy_metric,
+        "fidelity_flagged": spec.model.fidelity_flagged,
         "samples": lat.count if lat else len(job.samples_ms),
         "verdict": job.validity.verdict.value,
         "reasons": "; ".join(job.validity.reasons),
         "warnings": "; ".join(job.validity.warnings),
         "error": job.error or "",
         "sha256": spec.model.sha256,
+        "parent_sha256": spec.model.parent_sha256,
         "model_path": spec.model.path,
     }
 
@@ -213,11 +223,13 @@ def display_row(row: pd.Series) -> dict[str, str]:
     """Human strings for one :func:`jobs_dataframe` row, keyed by the same column names.
 
     ``fallback_to_cpu`` is ``"fell back to CPU"`` or empty. Extra keys: ``runtime_full`` (name and version), ``mean_std_ms``, ``median_ci``,
-    ``peak_memory_mb``, ``size``, ``verdict_display``, ``accuracy_value`` (without the metric).
+    ``peak_memory_mb``, ``size``, ``verdict_display``, ``accuracy_value`` (without the metric),
+    ``host_accuracy_value``, ``flagged`` (``"FLAGGED"`` when a variant's fidelity collapsed).
     """
     runtime = "" if _missing(row["runtime"]) else str(row["runtime"])
     version = "" if _missing(row["runtime_version"]) else str(row["runtime_version"])
     mean, std = row["mean_ms"], row["std_ms"]
+    host_metric, flagged = row["host_accuracy_metric"], row["fidelity_flagged"]
     return {
         "job_index": str(row["job_index"]),
         "model": str(row["model"]),
@@ -240,12 +252,36 @@ def display_row(row: pd.Series) -> dict[str, str]:
         "accuracy_value": fmt_accuracy(row["accuracy"]),
         "accuracy_metric": "" if _missing(row["accuracy_metric"]) else str(row["accuracy_metric"]),
         "size": fmt_bytes(row["size_bytes"]),
+        "size_bytes": "–" if _missing(row["size_bytes"]) else f"{int(row['size_bytes']):,}",
+        "recipe": "" if _missing(row["recipe"]) else str(row["recipe"]),
+        "host_accuracy": _host_accuracy(row, with_metric=True),
+        "host_accuracy_value": _host_accuracy(row, with_metric=False),
+        "host_accuracy_metric": "" if _missing(host_metric) else str(host_metric),
+        "flagged": "FLAGGED" if not _missing(flagged) and bool(flagged) else "",
         "samples": "–" if _missing(row["samples"]) else str(row["samples"]),
         "verdict_display": verdict_text(row),
         "reasons": str(row["reasons"]),
         "warnings": str(row["warnings"]),
         "error": str(row["error"]),
     }
+
+
+def _host_accuracy(row: pd.Series, *, with_metric: bool) -> str:
+    """The host-side metric: accuracies (fractions) as percentages, an mse as a number."""
+    value, metric = row["host_accuracy"], row["host_accuracy_metric"]
+    metric = None if _missing(metric) else str(metric)
+    shown = metric if with_metric else None
+    if _missing(value) or metric != "mse":
+        return fmt_accuracy(value, shown)
+    return f"{float(value):.4g}" + (f" {shown}" if shown else "")
+
+
+def has_variants(record: RunRecord) -> bool:
+    """True when a job's model came from ``harness compress`` (or is the source of such)."""
+    return any(
+        j.spec.model.recipe is not None or j.spec.model.host_accuracy is not None
+        for j in record.jobs
+    )
 
 
 def display_rows(record: RunRecord) -> list[dict[str, str]]:
@@ -296,3 +332,57 @@ def job_label(job: JobResult) -> str:
     settings = job.spec.settings
     threads = "default" if settings.threads is None else str(settings.threads)
     return f"{job.spec.model.name} · {job.spec.device_name} · t={threads} · {settings.provider}"
+
+
+def host_observed_rows(observed: Any) -> list[tuple[str, str]]:
+    """Label/value rows for ``device_state.host_observed`` (what the host read, e.g. Android).
+
+    Only the facts that tell runs apart are shown: model, SoC, OS build, battery, thermal
+    status, screen, and the preparation that was applied.
+    """
+    if not isinstance(observed, dict) or not observed:
+        return []
+    rows: list[tuple[str, str]] = []
+    model = " ".join(str(observed[k]) for k in ("manufacturer", "model") if observed.get(k))
+    if model:
+        device = observed.get("device")
+        rows.append(("Device model", f"{model} ({device})" if device else model))
+    if observed.get("soc"):
+        rows.append(("SoC", str(observed["soc"])))
+    if observed.get("android_release") or observed.get("sdk"):
+        build = f", build {observed['build_id']}" if observed.get("build_id") else ""
+        release, sdk = observed.get("android_release"), observed.get("sdk")
+        rows.append(("Android", f"{release} (SDK {sdk}){build}"))
+    if observed.get("abi"):
+        rows.append(("ABI", str(observed["abi"])))
+    clusters = [c for c in observed.get("clusters") or [] if isinstance(c, dict)]
+    if clusters:
+        text = ", ".join(
+            f"{len(c.get('cpus') or [])}x {c['max_freq_khz'] / 1e6:.2f} GHz"
+            for c in clusters
+            if isinstance(c.get("max_freq_khz"), int | float)
+        )
+        rows.append(("CPU clusters", f"{text}; big cores {observed.get('big_cores')}"))
+    if observed.get("governors"):
+        rows.append(("Governors", ", ".join(map(str, observed["governors"]))))
+    battery = observed.get("battery")
+    if isinstance(battery, dict) and any(v is not None for v in battery.values()):
+        temp = battery.get("temp_c")
+        rows.append(
+            (
+                "Battery",
+                f"{battery.get('level_pct')}% {battery.get('status') or ''}".strip()
+                + (f", {temp:g} °C" if isinstance(temp, int | float) else ""),
+            )
+        )
+    if observed.get("thermal_status") is not None:
+        rows.append(("Android thermal status", str(observed["thermal_status"])))
+    zones = observed.get("thermal_zones_c")
+    if isinstance(zones, dict) and zones:
+        name, temp = max(zones.items(), key=lambda kv: kv[1])
+        rows.append(("Hottest thermal zone", f"{name} {temp:g} °C"))
+    if observed.get("screen_on") is not None:
+        rows.append(("Screen", "on" if observed["screen_on"] else "off"))
+    for name, shown in (observed.get("preparation") or {}).items():
+        rows.append((f"Prepared: {name}", str(shown)))
+    return rows

@@ -29,7 +29,7 @@ from typing import Any
 from harness.errors import ReportError
 from harness.reporting.html import render_html
 from harness.reporting.plots import render_plots
-from harness.reporting.tables import display_rows, jobs_dataframe
+from harness.reporting.tables import display_rows, has_variants, jobs_dataframe
 from harness.results.records import RunRecord
 
 REPORT_JSON_SCHEMA = "harness.report"
@@ -51,6 +51,15 @@ _MD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Peak MiB", "peak_memory_mb"),
     ("Accuracy", "accuracy"),
     ("Verdict", "verdict_display"),
+)
+
+
+# Added after "Model" when the run has compressed variants: size, host accuracy and recipe sit
+# next to the latency and the on-device accuracy.
+_MD_VARIANT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Recipe", "recipe"),
+    ("Size B", "size_bytes"),
+    ("Host acc", "host_accuracy"),
 )
 
 
@@ -121,7 +130,10 @@ def summary_markdown(record: RunRecord) -> str:
     ]
     if not rows:
         return "\n".join([*lines, "This run has no jobs.", ""])
-    header = [h for h, _ in _MD_COLUMNS]
+    columns = _MD_COLUMNS
+    if has_variants(record):
+        columns = (*_MD_COLUMNS[:2], *_MD_VARIANT_COLUMNS, *_MD_COLUMNS[2:])
+    header = [h for h, _ in columns]
     numeric = {
         "#",
         "Threads",
@@ -131,13 +143,17 @@ def summary_markdown(record: RunRecord) -> str:
         "Throughput /s",
         "Peak MiB",
         "Accuracy",
+        "Size B",
+        "Host acc",
     }
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---:" if h in numeric else "---" for h in header) + "|")
     for r in rows:
-        cells = [r[key] for _, key in _MD_COLUMNS]
+        cells = [r[key] for _, key in columns]
         if r["fallback_to_cpu"]:
-            cells[5] = f"{r['provider']} ⚠ {r['fallback_to_cpu']}"
+            cells[header.index("Provider")] = f"{r['provider']} ⚠ {r['fallback_to_cpu']}"
+        if r.get("flagged"):
+            cells[header.index("Host acc")] += f" ⚑ {r['flagged']}"
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     lines += ["", "### Verdicts", ""]
     for r in rows:

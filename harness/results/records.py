@@ -45,8 +45,8 @@ class LatencySummary:
     cv: float  # coefficient of variation, std / mean
     throughput_ips: float  # inferences per second, 1000 / mean_ms
     total_duration_s: float  # sum of the timed runs
-    # "samples": computed here from every timed run; "aggregate": the statistics a native tool
-    # printed (no per-run samples, no CI; a statistic it did not print is NaN, never made up)
+    # "samples": computed from every timed run; "aggregate": the statistics a native tool printed
+    # (no per-run samples, no CI; a statistic it did not print is NaN, never made up)
     source: str = "samples"
 
 

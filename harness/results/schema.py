@@ -405,6 +405,16 @@ def parse_runner_document(
     return doc
 
 
+def with_host_observed(doc: RunnerDocument, state: dict[str, Any]) -> RunnerDocument:
+    """The document with what the host observed about the device (e.g. Android getprop) added
+    to ``device_state.host_observed``; the same document when there is nothing to add."""
+    if not state:
+        return doc
+    data = doc.to_json_dict()
+    data["device_state"] = {**data.get("device_state", {}), "host_observed": state}
+    return RunnerDocument.model_validate(data)
+
+
 def runner_json_schema() -> dict[str, Any]:
     """The JSON Schema of the current document version (written to docs by `harness schema`)."""
     return RunnerDocument.model_json_schema(by_alias=True)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -49,20 +50,34 @@ from harness.results.records import (
 )
 from harness.results.schema import parse_runner_document
 
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
+
+
+def _add_latency_source(conn: Connection) -> None:
+    """v1 -> v2: ``LatencySummary.source``; every v1 summary was computed from samples."""
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN latency_source VARCHAR(16)"))
+    conn.execute(text("UPDATE jobs SET latency_source = 'samples' WHERE sample_count IS NOT NULL"))
+
 
 # version v -> function(connection) upgrading a store of version v to v + 1, run inside the
 # opening transaction. Add one entry (and bump STORE_SCHEMA_VERSION) per schema change.
-_MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+_MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_latency_source}
 
 _JSON = JSON(none_as_null=True)
 _NS = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER in SQLite, BIGINT elsewhere
 SUMMARY_FIELDS = [f.name for f in dataclasses.fields(LatencySummary)]
+# Summary fields that are never None: NaN there means "the native tool did not print it"
+_NAN_WHEN_NULL = [f.name for f in dataclasses.fields(LatencySummary) if f.type == "float"]
 
 
 def summary_column(field_name: str) -> str:
-    """The column holding a LatencySummary field (``count`` is ``sample_count``)."""
-    return "sample_count" if field_name == "count" else field_name
+    """The column holding a LatencySummary field (``count`` is ``sample_count``, ``source`` is
+    ``latency_source``)."""
+    return {"count": "sample_count", "source": "latency_source"}.get(field_name, field_name)
+
+
+def _summary_type(field_name: str) -> Integer | String | Float:
+    return Integer() if field_name == "count" else String(16) if field_name == "source" else Float()
 
 
 metadata = MetaData()
@@ -96,7 +111,7 @@ artifacts_table = Table(
     Column("format", String(16), nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("parent_sha256", String(64)),  # the model a compressed artifact was made from
-    Column("recipe", String(64)),
+    Column("recipe", Text),  # chains of recipes can be long
     Column("recipe_params", _JSON),
     Column("accuracy", Float),
     Column("manifest", _JSON),
@@ -120,7 +135,7 @@ jobs_table = Table(
     Column("first_inference_ms", Float),
     Column("peak_memory_kb", BigInteger),
     *(
-        Column(summary_column(name), Integer if name == "count" else Float)
+        Column(summary_column(name), _summary_type(name))
         for name in SUMMARY_FIELDS
     ),
     Column("verdict", String(16), nullable=False),
@@ -363,7 +378,10 @@ def _job_from_row(row: RowMapping, samples_ns: list[int], metric: str | None) ->
         except HarnessError as exc:
             raise StoreError(f"{where} no longer validates: {exc.message}", hint=exc.hint) from exc
     timing = (raw or {}).get("timing") or {}
-    if row["status"] == "ok" and timing.get("latencies_ns") != samples_ns:
+    # aggregate-only documents (native tools, runner schema v2) have no per-run samples; their
+    # labelled single runs (min/max, first/last) stay in the document, not the samples table
+    per_run = timing.get("samples_kind", "per_run") == "per_run"
+    if row["status"] == "ok" and (timing.get("latencies_ns") if per_run else []) != samples_ns:
         raise StoreError(f"{where}: the samples table and the raw document disagree")
     settings = dict(row["settings"])
     settings["shapes"] = tuple(tuple(pair) for pair in settings.get("shapes", ()))
@@ -391,7 +409,11 @@ def _job_from_row(row: RowMapping, samples_ns: list[int], metric: str | None) ->
     )
     latency = None
     if row["sample_count"] is not None:
-        latency = LatencySummary(**{name: row[summary_column(name)] for name in SUMMARY_FIELDS})
+        values = {name: row[summary_column(name)] for name in SUMMARY_FIELDS}
+        for name in _NAN_WHEN_NULL:  # SQLite stores NaN (a statistic not printed) as NULL
+            if values[name] is None:
+                values[name] = math.nan
+        latency = LatencySummary(**values)
     return JobResult(
         spec=spec,
         status=row["status"],

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.analysis.statistics import summarize_latencies
+from harness.analysis.statistics import summarize_aggregate, summarize_latencies
 from harness.analysis.validity import judge_validity
-from harness.results.records import JobResult, JobSpec, Validity, Verdict
+from harness.results.records import JobResult, JobSpec, LatencySummary, Validity, Verdict
 from harness.results.schema import RunnerDocument
 
 NS_PER_MS = 1_000_000
+
+# Producers whose printed std divides by n (benchmark_model's Stat::OutputToStream).
+_POPULATION_STD_PRODUCERS = frozenset({"benchmark_model"})
 
 
 def job_result_from_document(
@@ -28,11 +31,24 @@ def job_result_from_document(
     A document with ``status == "error"`` becomes a failed result (see
     :func:`failed_job_result`). Otherwise the samples are converted to milliseconds, summarised
     and judged against the spec's ``min_runs`` / ``min_duration_s`` and model sha256.
+    An ``aggregate_only`` document (a native tool's printed statistics) has no per-run samples:
+    ``samples_ms`` is empty (its labelled single runs stay in the raw document) and the summary
+    is the tool's statistics (:func:`~harness.analysis.statistics.summarize_aggregate`).
     """
     if doc.status != "ok" or doc.timing is None:
         return failed_job_result(spec, _document_error(doc), doc)
-    samples_ms = tuple(ns / NS_PER_MS for ns in doc.timing.latencies_ns)
-    summary = summarize_latencies(samples_ms)
+    samples_ms: tuple[float, ...]
+    summary: LatencySummary
+    if doc.timing.samples_kind == "aggregate_only":
+        assert doc.timing.aggregate_us is not None  # the schema guarantees count and avg
+        samples_ms = ()
+        summary = summarize_aggregate(
+            doc.timing.aggregate_us,
+            population_std=doc.producer.name in _POPULATION_STD_PRODUCERS,
+        )
+    else:
+        samples_ms = tuple(ns / NS_PER_MS for ns in doc.timing.latencies_ns)
+        summary = summarize_latencies(samples_ms)
     validity = judge_validity(
         doc,
         summary,
