@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness import paths
 from harness.errors import ProfileError
+from harness.power.settings import PowerSettings
 
 
 class _Model(BaseModel):
@@ -117,6 +118,8 @@ class DeviceProfile(_Model):
     runner: Literal["python", "native"] = "python"
     native: NativeToolConfig | None = None
     prepare: PrepareOptions = Field(default_factory=PrepareOptions)
+    # power source, sampling, idle baseline, calibration and cooldown (harness/power/settings.py)
+    power: PowerSettings = Field(default_factory=PowerSettings)
     extends: str | None = None  # informational: the bundled profile this one was made from
     extra: dict[str, Any] = Field(default_factory=dict)  # room for device-kind specific settings
 

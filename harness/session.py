@@ -29,6 +29,8 @@ from harness.errors import (
     SchemaError,
 )
 from harness.native_job import native_job_result
+from harness.power import thermal
+from harness.power.settings import runner_power_argv
 from harness.prepare import DevicePreparation
 from harness.profiles import DeviceProfile
 from harness.results.records import JobResult, JobSpec
@@ -112,8 +114,9 @@ class DeviceSession:
         Errors of the job itself (bad model, runner crash) come back as a failed JobResult;
         only an unreachable device raises.
         """
+        cooled = self._cooldown(spec)
         try:
-            return JobOutcome(self._run_job_once(spec, run_id))
+            return JobOutcome(self._run_job_once(spec, run_id), cooled)
         except DeviceConnectionError as first:
             if self._reopen is None:
                 raise
@@ -126,7 +129,21 @@ class DeviceSession:
                 self._prep.transport = self.transport
             self.prepare()
             note = f"job {spec.job_index}: connection dropped ({first.one_line()}); retried once"
-            return JobOutcome(self._run_job_once(spec, run_id), (note,))
+            return JobOutcome(self._run_job_once(spec, run_id), (*cooled, note))
+
+    def _cooldown(self, spec: JobSpec) -> tuple[str, ...]:
+        """Wait until the device is cool (when the profile asks); the outcome is a run note."""
+        settings = self.profile.power.cooldown
+        if not settings.enabled:
+            return ()
+        result = thermal.cooldown(
+            self.transport, zones_glob=settings.zones_glob, threshold_c=settings.threshold_c,
+            timeout_s=settings.timeout_s, poll_s=settings.poll_s,
+            check_pi_throttled=settings.check_pi_throttled,
+            check_android_status=settings.check_android_status,
+        )
+        state = "cool" if result.reached else "NOT cool (timed out)"
+        return (f"job {spec.job_index}: cooldown on {self.profile.name}: {state}, {result.reason}",)
 
     def _run_job_once(self, spec: JobSpec, run_id: str) -> JobResult:
         if self._runner_dir is None:
@@ -161,7 +178,9 @@ class DeviceSession:
                 accuracy = self._pull_accuracy(eval_path, Path(spec.eval_file))
             self.transport.run(["rm", "-rf", job_dir], timeout_s=_SMALL_CALL_TIMEOUT_S)
             return job_result_from_document(
-                spec, doc, accuracy=accuracy, accuracy_metric="top1" if accuracy is not None else None
+                spec, doc, accuracy=accuracy,
+                accuracy_metric="top1" if accuracy is not None else None,
+                calibration=self.profile.power.calibration_model(),
             )
         except DeviceConnectionError:
             raise
@@ -195,6 +214,7 @@ class DeviceSession:
                 timeout_s=_TRANSFER_TIMEOUT_S,
             )
             argv += ["--inputs", remote_inputs.remote_path]
+        argv += runner_power_argv(self.profile.power)
         if spec.eval_file:
             remote_eval = deploy.deploy_file(
                 self.transport, Path(spec.eval_file), posixpath.join(self.work_dir, "data"),
@@ -205,7 +225,9 @@ class DeviceSession:
         return argv
 
     def _run_runner(self, argv: list[str], spec: JobSpec) -> RunnerDocument:
-        timeout_s = self.profile.bench.timeout_s
+        # The idle power baseline is measured inside the runner, before the timed window.
+        power = self.profile.power
+        timeout_s = self.profile.bench.timeout_s + (power.idle_s if power.source != "none" else 0.0)
         try:
             result = self.transport.run(argv, timeout_s=timeout_s)
         except DeviceTimeoutError as exc:

@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="ORT: skip the second, verbose session that counts nodes per provider",
     )
+    import power_sampler  # the power sampler's flags (runners/power_sampler.py)
+
+    power_sampler.add_arguments(p)
     return p
 
 
@@ -249,10 +252,14 @@ def _measure(
     doc: dict[str, Any],
 ) -> None:
     """First inference, warm-up and the timed loop; samples land in ``doc`` as they are taken."""
+    import power_sampler
     import runner_timing as rt
 
     def bind() -> None:
         backend.bind(feeds)
+
+    power = None
+    loop = rt.LoopResult()
 
     try:
         timing["first_inference_ms"] = rt.timed_once(bind, backend.invoke) / 1e6
@@ -262,6 +269,14 @@ def _measure(
         timing["warmup_latencies_ns"] = []
         for _ in range(args.warmup_runs):
             timing["warmup_latencies_ns"].append(rt.timed_once(bind, backend.invoke))
+        # Power: start the sampler, take the idle baseline, lengthen the window for the source.
+        power = power_sampler.PowerSession.from_args(args)
+        if power is not None:
+            power.start()
+            power.idle()
+            args.min_duration_s, args.max_duration_s = power.extend(
+                args.min_duration_s, args.max_duration_s
+            )
         loop = rt.LoopResult()
         timing["latencies_ns"] = loop.latencies_ns  # shared list: partial samples survive errors
         doc["timing"] = timing
@@ -282,6 +297,8 @@ def _measure(
                     "window_end_ns": loop.window.end_ns,
                 }
             )
+        if power is not None:  # stop the sampler; its trace survives a failed loop too
+            doc["power"] = power.finish(loop.window.start_ns, loop.window.end_ns)
 
 
 def _tensor_info(spec: Any, value: Any, source: str) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def test_malformed_profile_names_file_and_field(workdir: Path, harness_home: Pat
 def test_runner_timeout_is_reported_and_the_run_kept(workdir: Path, harness_home: Path) -> None:
     devices = harness_home / "config" / "devices"
     devices.mkdir(parents=True)
-    (devices / "impatient.yaml").write_text("name: impatient\nbench:\n  timeout_s: 2\n")
+    (devices / "impatient.yaml").write_text(
+        "name: impatient\nbench:\n  timeout_s: 2\npower:\n  source: none\n")
     model = str(demo_model_paths()["digits_mlp.onnx"])
     proc = harness("bench", model, "--device", "impatient", "--min-duration-s", "30",
                    "--max-duration-s", "60", *_db(workdir), cwd=workdir)

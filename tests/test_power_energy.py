@@ -258,14 +258,14 @@ def test_profile_power_block_validates_and_becomes_runner_flags() -> None:
     from harness.power.settings import PowerSettings, runner_power_argv
 
     sys.path.insert(0, str(REPO / "runners"))
-    import harness_power
+    import power_sampler
 
     settings = PowerSettings.model_validate(
         {"source": "odpm", "idle_s": 5, "sampler_cpu": 0, "calibration": {"battery_sign": 1}}
     )
     argv = runner_power_argv(settings)
     parser = argparse.ArgumentParser()
-    harness_power.add_arguments(parser)
+    power_sampler.add_arguments(parser)
     parsed = parser.parse_args(argv)  # the runner accepts exactly what the host sends
     assert (parsed.power_source, parsed.power_idle_s, parsed.power_cpu) == ("odpm", 5.0, "0")
     assert parsed.power_window_factor == 50.0 and parsed.power_rate_hz == 10.0

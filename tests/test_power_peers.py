@@ -77,7 +77,7 @@ def test_pi5_job_over_ssh_reports_energy_per_inference(ssh: SshTransport, board_
         result = ssh.run(argv, timeout_s=90, env=env)
     assert result.exit_code == 0, result.stderr
     doc = parse_runner_document(result.stdout, origin="runner over ssh")
-    assert (Path(bundle.remote_dir) / "harness_power.py").is_file()
+    assert (Path(bundle.remote_dir) / "power_sampler.py").is_file()
     summary = energy_from_document(doc)
     assert summary is not None and summary.available, summary
     timing = doc.timing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -402,13 +403,15 @@ def test_store_schema_matches_the_golden_v2(tmp_path: Path) -> None:
     )
 
 
-def test_a_v1_store_gains_the_latency_source(tmp_path: Path) -> None:
-    # a v1 store is exactly the v2 schema without jobs.latency_source (tests/golden/*_v1.json)
+def test_a_v1_store_gains_the_latency_source_and_energy(tmp_path: Path) -> None:
+    # a v1 store is exactly the v2 schema without jobs.latency_source and jobs.energy
+    # (tests/golden/*_v1.json)
     path = tmp_path / "results.sqlite"
     with ResultStore(path) as store:
         store.save_run(_record())
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE jobs DROP COLUMN latency_source")
+        conn.execute("ALTER TABLE jobs DROP COLUMN energy")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     v1_schema = json.loads((GOLDEN / "store_schema_v1.json").read_text())
     assert _schema_of(path) == v1_schema
@@ -552,7 +555,7 @@ def test_the_store_keeps_every_record_field() -> None:
         JobResult: {"spec", "status", "error", "runtime_name", "runtime_version", "init_ms",
                     "first_inference_ms", "peak_memory_kb", "latency", "validity", "samples_ms",
                     "accuracy", "accuracy_metric", "fallback_to_cpu", "device_state",
-                    "raw_document"},
+                    "raw_document", "energy"},
         JobSpec: {"job_index", "model", "device_name", "settings", "eval_file"},
         # recipe/parent_sha256/host_accuracy: artifact columns; host_accuracy_metric and
         # fidelity_flagged: read from the manifest registered with the artifact
@@ -563,3 +566,23 @@ def test_the_store_keeps_every_record_field() -> None:
     }  # fmt: skip
     for cls, names in stored.items():
         assert {f.name for f in dataclasses.fields(cls)} == names, cls.__name__
+
+
+def test_energy_summary_round_trips(store: ResultStore) -> None:
+    from harness.power.energy import EnergySummary
+
+    energy = EnergySummary(
+        source="odpm", scope="rails", method="counter", inferences=412, window_s=3.07,
+        avg_power_w=2.91, gross_energy_j=8.93, gross_energy_per_inference_mj=21.7,
+        net_energy_per_inference_mj=9.4, inferences_per_joule=46.1, idle_power_w=1.65,
+        idle_power_std_w=0.02, sample_rate_hz=9.8, update_period_s=0.1,
+        per_channel_energy_j=(("S2M_VDD_CPUCL2", 4.1), ("VSYS_PWR_DISPLAY", 0.4)),
+        quality_flags=("idle baseline shorter than 30 s",),
+    )  # fmt: skip
+    job = dataclasses.replace(_ok_job(0), energy=energy)
+    store.begin_run("e", "2026-11-30T15:00:00+00:00", "harness bench", "0.1.0", "h")
+    store.append_job("e", job)
+    store.finish_run("e")
+    [loaded] = store.load_run("e").jobs
+    assert loaded.energy == energy
+    assert loaded == job

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from harness.analysis.statistics import MIN_CI_SAMPLES
+from harness.power.throttle import throttled_verdict
 from harness.results.records import LatencySummary, Validity, Verdict
 from harness.results.schema import RunnerDocument
 
@@ -64,6 +65,7 @@ def judge_validity(
     warnings = [
         *_noise_warnings(doc, summary, cv_threshold, ci_min_samples),
         *_thermal_warnings(doc, max_start_temp_c),
+        *(f"throttled: {reason}" for reason in throttled_verdict(doc)),
     ]
     verdict = Verdict.INVALID if reasons else Verdict.VALID
     return Validity(verdict, reasons=tuple(reasons), warnings=tuple(warnings))

@@ -46,3 +46,30 @@ def energy_columns(summary: EnergySummary | None) -> dict[str, str]:
 
 def _num(value: float | None, digits: int, missing: str = "n/a") -> str:
     return missing if value is None else f"{value:.{digits}g}"
+
+
+# results.csv columns, units in the names (empty when power was not measured).
+CSV_COLUMNS: tuple[str, ...] = (
+    "power_source",
+    "avg_power_w",
+    "energy_per_inference_mj",
+    "net_energy_per_inference_mj",
+    "inferences_per_j",
+    "idle_power_w",
+    "power_quality",
+)
+
+
+def energy_csv_values(summary: EnergySummary | None) -> dict[str, object]:
+    """The energy columns of one results.csv row, as raw numbers (None when not measured)."""
+    if summary is None:
+        return dict.fromkeys(CSV_COLUMNS)
+    return {
+        "power_source": summary.source,
+        "avg_power_w": summary.avg_power_w,
+        "energy_per_inference_mj": summary.gross_energy_per_inference_mj,
+        "net_energy_per_inference_mj": summary.net_energy_per_inference_mj,
+        "inferences_per_j": summary.inferences_per_joule,
+        "idle_power_w": summary.idle_power_w,
+        "power_quality": "; ".join(summary.quality_flags),
+    }

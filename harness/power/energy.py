@@ -10,8 +10,10 @@ None with a quality flag that says why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +62,13 @@ def energy_from_document(
     """The energy summary of a job, or None when the job did not ask for power at all."""
     if doc.power is None:
         return None
-    inferences = len(doc.timing.latencies_ns) if doc.timing else 0
+    inferences = 0
+    if doc.timing is not None:
+        aggregate = doc.timing.aggregate_us
+        if doc.timing.samples_kind == "aggregate_only" and aggregate is not None:
+            inferences = aggregate.count or 0  # a native tool's count: no per-run samples
+        else:
+            inferences = len(doc.timing.latencies_ns)
     return energy_from_trace(doc.power, inferences, calibration=calibration or PowerCalibration())
 
 
@@ -302,3 +310,18 @@ def _charging(trace: PowerTrace) -> bool:
 
 def _unique(flags: list[str]) -> list[str]:
     return list(dict.fromkeys(flags))
+
+
+def energy_to_json(summary: EnergySummary) -> dict[str, Any]:
+    """The summary as plain JSON types, for the results store."""
+    return dataclasses.asdict(summary)
+
+
+def energy_from_json(data: dict[str, Any]) -> EnergySummary:
+    """Rebuild a summary stored with :func:`energy_to_json`."""
+    values = dict(data)
+    values["per_channel_energy_j"] = tuple(
+        (str(name), float(joules)) for name, joules in values.get("per_channel_energy_j", ())
+    )
+    values["quality_flags"] = tuple(values.get("quality_flags", ()))
+    return EnergySummary(**values)

@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from harness.reporting.energy import energy_table
 from harness.reporting.plots import Plot
 from harness.reporting.tables import display_rows, fmt_ms, has_variants, host_observed_rows
 from harness.results.records import JobResult, RunRecord
@@ -196,6 +197,7 @@ def render_html(record: RunRecord, plots: Sequence[Plot]) -> str:
             for p in plots
         ],
         devices=_device_sections(record),
+        energy=energy_table(record),
         variants=has_variants(record),
         settings=_settings_rows(record),
     )

@@ -232,5 +232,7 @@ def size_vs_latency(record: RunRecord) -> Plot | None:
 
 def render_plots(record: RunRecord) -> list[Plot]:
     """Every plot that applies to ``record``, in page order."""
-    makers = (latency_distribution, latency_over_runs, size_vs_latency)
+    from harness.reporting.energy import energy_vs_latency  # it imports this module
+
+    makers = (latency_distribution, latency_over_runs, size_vs_latency, energy_vs_latency)
     return [plot for plot in (make(record) for make in makers) if plot is not None]

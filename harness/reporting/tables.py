@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from harness.power.columns import CSV_COLUMNS as ENERGY_CSV_COLUMNS
+from harness.power.columns import energy_csv_values
 from harness.results.records import JobResult, RunRecord, Verdict
 
 # Machine-friendly column names, in CSV order. Units are in the names.
@@ -48,6 +50,7 @@ COLUMNS: tuple[str, ...] = (
     "host_accuracy_metric",
     "fidelity_flagged",
     "samples",
+    *ENERGY_CSV_COLUMNS,
     "verdict",
     "reasons",
     "warnings",
@@ -114,6 +117,7 @@ def _job_row(job: JobResult) -> dict[str, Any]:
         "host_accuracy_metric": spec.model.host_accuracy_metric,
         "fidelity_flagged": spec.model.fidelity_flagged,
         "samples": lat.count if lat else len(job.samples_ms),
+        **energy_csv_values(job.energy),
         "verdict": job.validity.verdict.value,
         "reasons": "; ".join(job.validity.reasons),
         "warnings": "; ".join(job.validity.warnings),

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the energy summary's module computes it; records only carry it
+    from harness.power.energy import EnergySummary
 
 
 class Verdict(str, Enum):
@@ -115,6 +118,7 @@ class JobResult:
     fallback_to_cpu: bool = False
     device_state: dict[str, Any] = field(default_factory=dict)
     raw_document: dict[str, Any] | None = None  # the runner's JSON, exactly as validated
+    energy: EnergySummary | None = None  # None: power was not measured for this job
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import RowMapping
 
 from harness.errors import HarnessError, StoreError
+from harness.power.energy import energy_from_json, energy_to_json
 from harness.results.records import (
     JobResult,
     JobSettings,
@@ -54,9 +55,11 @@ STORE_SCHEMA_VERSION = 2
 
 
 def _add_latency_source(conn: Connection) -> None:
-    """v1 -> v2: ``LatencySummary.source``; every v1 summary was computed from samples."""
+    """v1 -> v2: ``LatencySummary.source`` (every v1 summary was computed from samples) and
+    ``JobResult.energy`` (v1 stores measured no power: NULL)."""
     conn.execute(text("ALTER TABLE jobs ADD COLUMN latency_source VARCHAR(16)"))
     conn.execute(text("UPDATE jobs SET latency_source = 'samples' WHERE sample_count IS NOT NULL"))
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN energy JSON"))
 
 
 # version v -> function(connection) upgrading a store of version v to v + 1, run inside the
@@ -146,6 +149,7 @@ jobs_table = Table(
     Column("fallback_to_cpu", Boolean, nullable=False),
     Column("device_state", _JSON, nullable=False),
     Column("raw_document", _JSON),  # the runner JSON exactly as validated
+    Column("energy", _JSON),  # harness.power.energy.EnergySummary; NULL: power not measured
 )  # fmt: skip
 samples_table = Table(
     "samples", metadata,
@@ -353,6 +357,7 @@ def _job_row(run_id: str, job: JobResult) -> dict[str, Any]:
         "fallback_to_cpu": job.fallback_to_cpu,
         "device_state": jsonable(job.device_state),
         "raw_document": job.raw_document,
+        "energy": jsonable(energy_to_json(job.energy)) if job.energy is not None else None,
     }
 
 
@@ -435,6 +440,7 @@ def _job_from_row(row: RowMapping, samples_ns: list[int], metric: str | None) ->
         fallback_to_cpu=bool(row["fallback_to_cpu"]),
         device_state=dict(row["device_state"]),
         raw_document=raw,
+        energy=energy_from_json(row["energy"]) if row["energy"] is not None else None,
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from harness.analysis.statistics import summarize_aggregate, summarize_latencies
 from harness.analysis.validity import judge_validity
+from harness.power.calibration import PowerCalibration
+from harness.power.energy import energy_from_document
 from harness.results.records import JobResult, JobSpec, LatencySummary, Validity, Verdict
 from harness.results.schema import RunnerDocument
 
@@ -25,6 +27,7 @@ def job_result_from_document(
     *,
     accuracy: float | None = None,
     accuracy_metric: str | None = None,
+    calibration: PowerCalibration | None = None,
 ) -> JobResult:
     """The result of one job from its runner document.
 
@@ -73,6 +76,7 @@ def job_result_from_document(
         fallback_to_cpu=doc.execution.fallback_to_cpu,
         device_state=_device_state(doc),
         raw_document=doc.to_json_dict(),
+        energy=energy_from_document(doc, calibration=calibration),
     )
 
 
