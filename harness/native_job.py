@@ -187,7 +187,7 @@ def run_native_job(
             argv,
             timeout_s=timeout_s,
             parse=parse,
-            env=config.env or None,
+            env={**profile.env, **config.env} or None,
             tool_name=config.tool,
         )
     except DeviceTimeoutError as exc:

@@ -7,6 +7,7 @@ options to use, and the default benchmark settings. User profiles (``harness dev
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness import paths
 from harness.errors import ProfileError
 from harness.power.settings import PowerSettings
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
@@ -82,6 +85,16 @@ class PrepareOptions(_Model):
     battery_unplug: bool = False  # Android: `dumpsys battery unplug`, then `reset`
     # Pin the runner: "big"/"prime" cores derived from per-core max frequencies, or a hex mask.
     affinity: Literal["none", "big", "prime"] | str = "none"
+    # Linux boards as root / rooted phones: every cpufreq policy's scaling_governor for the run
+    # (e.g. "performance"), each policy's own governor restored afterwards; "none" leaves it.
+    governor: str = "none"
+
+    @field_validator("governor")
+    @classmethod
+    def _governor_is_a_name(cls, value: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9_]*$", value):
+            raise ValueError("must be none or a cpufreq governor name such as performance")
+        return value
 
     @field_validator("affinity")
     @classmethod
@@ -112,6 +125,8 @@ class DeviceProfile(_Model):
     transport: TransportConfig = Field(default_factory=LocalTransportConfig)
     work_dir: str | None = None  # None: a per-user cache dir (local), ~/.cache/harness (ssh)
     python: str = "python3"  # interpreter on the device; the local device uses the host's own
+    # environment for the runner on the device, e.g. LD_LIBRARY_PATH or OMP_NUM_THREADS
+    env: dict[str, str] = Field(default_factory=dict)
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
     bench: BenchDefaults = Field(default_factory=BenchDefaults)
     # "native": jobs run `native.tool` instead of the Python runner (no accuracy evaluation)
@@ -122,6 +137,14 @@ class DeviceProfile(_Model):
     power: PowerSettings = Field(default_factory=PowerSettings)
     extends: str | None = None  # informational: the bundled profile this one was made from
     extra: dict[str, Any] = Field(default_factory=dict)  # room for device-kind specific settings
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_are_valid(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [name for name in value if not _ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a valid environment variable name")
+        return value
 
     @field_validator("name")
     @classmethod

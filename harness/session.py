@@ -229,7 +229,7 @@ class DeviceSession:
         power = self.profile.power
         timeout_s = self.profile.bench.timeout_s + (power.idle_s if power.source != "none" else 0.0)
         try:
-            result = self.transport.run(argv, timeout_s=timeout_s)
+            result = self.transport.run(argv, timeout_s=timeout_s, env=self.profile.env or None)
         except DeviceTimeoutError as exc:
             raise RunnerError(
                 f"runner for {spec.model.name} on {self.profile.name} did not finish within "

@@ -1,4 +1,4 @@
-"""`harness devices`: list, show, add and check device profiles (local, SSH boards, Android)."""
+"""`harness devices`: list, show, add, check and set up device profiles (local, SSH, Android)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 from rich.table import Table
 
 from harness.cli.common import JSON_OPTION, console
-from harness.errors import EXIT_ERROR, ConfigError
+from harness.errors import EXIT_ERROR, EXIT_PARTIAL, ConfigError
 from harness.profiles import (
     AdbTransportConfig,
     DeviceProfile,
@@ -25,7 +25,7 @@ from harness.session import resolve_work_dir
 from harness.transport.local import LocalTransport
 from harness.transport.ssh_devices import DeviceCheck
 
-app = typer.Typer(help="Device profiles: list, show, add, check.", no_args_is_help=True)
+app = typer.Typer(help="Device profiles: list, show, add, check, setup.", no_args_is_help=True)
 
 
 @app.command("list")
@@ -136,6 +136,80 @@ def check_command(
     code = _print_check(name, as_json=as_json)
     if code:
         raise typer.Exit(code)
+
+
+@app.command("setup")
+def setup_command(
+    name: str = typer.Argument(..., help="Device profile name (an SSH device)."),
+    package: list[str] = typer.Option(
+        [],
+        "--package",
+        "-P",
+        help="pip requirement to install (repeatable; default: "
+        "numpy, onnxruntime, ai-edge-litert).",
+    ),
+    index_url: str | None = typer.Option(None, "--index-url", help="pip index (a mirror)."),
+    find_links: str | None = typer.Option(
+        None, "--find-links", help="Directory of wheels ON THE DEVICE (for offline devices)."
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="Do not use any package index."),
+    system_site_packages: bool = typer.Option(
+        False,
+        "--system-site-packages",
+        help="Let the venv use the system's packages (e.g. numpy from apt).",
+    ),
+    verify_module: list[str] = typer.Option(
+        [], "--verify-module", help="Also check that this module imports (repeatable)."
+    ),
+    timeout_s: float = typer.Option(1800.0, "--timeout", help="Seconds allowed for pip."),
+) -> None:
+    """Install the runtimes into a venv in the device's work dir and point the profile at it."""
+    from harness.device_setup import DEFAULT_PACKAGES, pip_hint, setup_device
+    from harness.profiles import save_user_profile
+    from harness.transport.factory import open_transport
+
+    profile = find_profile(name)
+    if not isinstance(profile.transport, SshTransportConfig):
+        raise ConfigError(
+            f"{name} is a {profile.transport.kind} device; `devices setup` is for SSH devices",
+            hint="the local device runs with harness's own Python: pip install the runtimes there",
+        )
+    transport = open_transport(profile)
+    try:
+        result = setup_device(
+            transport,
+            profile,
+            packages=tuple(package) or DEFAULT_PACKAGES,
+            index_url=index_url,
+            find_links=find_links,
+            no_index=no_index,
+            system_site_packages=system_site_packages,
+            verify_modules=tuple(verify_module),
+            timeout_s=timeout_s,
+        )
+    finally:
+        transport.close()
+    verb = "created" if result.created_venv else "reused"
+    console.print(
+        f"{verb} {result.venv_dir} in {result.duration_s:.1f} s", highlight=False, markup=False
+    )
+    for module, version in result.installed:
+        console.print(f"  ok {module} {version}", highlight=False, markup=False)
+    for failure in result.failed:
+        console.print(
+            f"  [yellow]unavailable[/] {failure.package}: {failure.reason}", highlight=False
+        )
+    if result.failed and result.pip_tail:
+        hint = pip_hint("\n".join(result.pip_tail))
+        console.print(f"  hint: {hint}", highlight=False, markup=False)
+    if result.installed:
+        updated = profile.model_copy(update={"python": result.python_path})
+        path = save_user_profile(updated)
+        console.print(f"python: {result.python_path} (wrote {path})", highlight=False, markup=False)
+    # The check's own problems (a hot CPU, little disk) are shown but are not setup failures.
+    _print_check(name)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL if result.installed else EXIT_ERROR)
 
 
 @app.command("trust")

@@ -33,6 +33,7 @@ from harness.compress.prune import prune
 from harness.compress.quantize import int8_dynamic, int8_static
 from harness.compress.recipes import Recipe, parse_recipe
 from harness.compress.stats import model_stats
+from harness.compress.tflite import compress_tf_model, is_tf_source, is_tflite_recipe
 from harness.errors import CompressionError
 
 VARIANT_MODEL = "model.onnx"
@@ -193,6 +194,11 @@ def compress_model(
     model is missing or fails ``onnx.checker``, the eval data does not match its inputs, or
     the metric cannot be loaded. Recipe text that does not parse becomes that recipe's error.
     """
+    if is_tf_source(model_path):  # a SavedModel directory or Keras file: the TFLite recipes
+        return compress_tf_model(
+            model_path, recipes, out_root, calib=calib, eval_data=eval_data, metric=metric,
+            max_drop_points=max_drop_points, min_agreement=min_agreement, seed=seed,
+        )  # fmt: skip
     model = graph.load_model(model_path, what="source model")
     resolve_metric(metric)
     data = prepare_eval(model, eval_data, calib, seed=seed)
@@ -211,6 +217,11 @@ def compress_model(
             if recipe.slug in seen:
                 raise CompressionError(f"recipe {text!r} is listed twice")
             seen.add(recipe.slug)
+            if is_tflite_recipe(recipe):
+                raise CompressionError(
+                    f"recipe {text!r} converts a TensorFlow model; {model_path.name} is ONNX",
+                    hint="give the SavedModel directory or .keras/.h5 file it was exported from",
+                )
             results.append(
                 _make_variant(
                     recipe, src, out_dir, calib, metric, max_drop_points, min_agreement, seed

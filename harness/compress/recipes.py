@@ -102,6 +102,18 @@ TECHNIQUES: Mapping[str, Mapping[str, ParamSpec]] = MappingProxyType(
             "k": ParamSpec(int, 16, _between(2, 65536), "2 <= k <= 65536"),
             "seed": ParamSpec(int, 0, _between(0, 2**32 - 1), "0..2^32-1"),
         },
+        # TFLite conversions (optional ``tf`` extra) of a SavedModel / Keras source; see
+        # harness.compress.tflite. They are single-step recipes: they do not chain.
+        "tflite-fp32": {},
+        "tflite-fp16": {},
+        "tflite-dynamic": {},
+        "tflite-int8": {
+            "io": ParamSpec(_CHOICE, "int8", choices=("int8", "float")),
+            "samples": ParamSpec(int, 256, _between(1, 100_000), "1..100000"),
+        },
+        "tflite-int16x8": {
+            "samples": ParamSpec(int, 256, _between(1, 100_000), "1..100000"),
+        },
     }
 )
 
