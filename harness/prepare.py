@@ -6,9 +6,10 @@ apply itself and restore what it changed (pyperf's "system tune" idea). A
 collects the device state that only the host can read (Android ``getprop``, ``dumpsys``),
 recorded with every job.
 
-Operations: screen off and battery unplug (Android, through ``input``/``dumpsys``), and CPU
+Operations: screen off and battery unplug (Android, through ``input``/``dumpsys``), CPU
 affinity (any Linux or Android device with ``taskset``) as a command prefix for the runner,
-with the big/prime cores derived from the per-core maximum frequencies, never from a table.
+with the big/prime cores derived from the per-core maximum frequencies, never from a table, and
+the cpufreq governor (:class:`harness.power.governor.GovernorFix`, where sysfs is writable).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from harness.errors import DeviceError, HarnessError, RemoteCommandError
+from harness.power.governor import GovernorFix
 from harness.profiles import DeviceProfile
 from harness.transport.base import CommandResult, Transport
 
@@ -304,7 +306,16 @@ def operations_for(profile: DeviceProfile) -> tuple[list[PrepOperation], list[st
             notes.append(f"{op.name}: only possible on Android devices, not on {profile.name}")
     if options.affinity != "none":
         ops.append(Affinity(options.affinity))
+    if options.governor != "none":  # the same sysfs root override as the runner's
+        root = profile.env.get("HARNESS_SYSFS_ROOT", "")
+        ops.append(GovernorFix(options.governor, sysfs_root=root))
     return ops, notes
+
+
+def _why_unavailable(op: PrepOperation, transport: Transport) -> str:
+    """`` (reason)`` for operations that can tell why they are unavailable, else empty."""
+    why = op.why_unavailable(transport) if isinstance(op, GovernorFix) else None
+    return f" ({why})" if why else ""
 
 
 def show_preparation(profile: DeviceProfile, transport: Transport) -> list[str]:
@@ -315,7 +326,10 @@ def show_preparation(profile: DeviceProfile, transport: Transport) -> list[str]:
     ops, lines = operations_for(profile)
     for op in ops:
         try:
-            shown = op.show(transport) if op.available(transport) else "not available"
+            if op.available(transport):
+                shown = op.show(transport)
+            else:
+                shown = f"not available{_why_unavailable(op, transport)}"
         except HarnessError as exc:
             shown = f"cannot apply: {exc.one_line()}"
         lines.append(f"{op.name}: {shown}")
@@ -343,7 +357,8 @@ class DevicePreparation:
         for op in self.operations:
             try:
                 if not op.available(self.transport):
-                    self.notes.append(f"{op.name}: not available on {self.profile.name}")
+                    why = _why_unavailable(op, self.transport)
+                    self.notes.append(f"{op.name}: not available on {self.profile.name}{why}")
                     continue
                 op.apply(self.transport)
                 self.applied.append(op)

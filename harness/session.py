@@ -7,6 +7,7 @@ Everything here speaks only the :class:`~harness.transport.base.Transport` proto
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import posixpath
 import sys
@@ -30,6 +31,7 @@ from harness.errors import (
 )
 from harness.native_job import native_job_result
 from harness.power import thermal
+from harness.power.external_job import external_meter_for
 from harness.power.settings import runner_power_argv
 from harness.prepare import DevicePreparation
 from harness.profiles import DeviceProfile
@@ -164,7 +166,18 @@ class DeviceSession:
             job_dir = posixpath.join(self.work_dir, "jobs", f"{run_id}-{spec.job_index}")
             deploy.ensure_dir(self.transport, job_dir, timeout_s=_SMALL_CALL_TIMEOUT_S)
             argv = self._runner_argv(spec, model.remote_path, job_dir)
-            doc = self._run_runner(argv, spec)
+            # A host-side meter (profile power.external) brackets the runner; its energy
+            # replaces the device's own over the runner's timed window.
+            meter = external_meter_for(self.profile, self.transport, self.python)
+            if meter is not None:
+                meter.start()
+            try:
+                doc = self._run_runner(argv, spec)
+            except BaseException:
+                if meter is not None:
+                    meter.abort()
+                raise
+            external_energy = meter.finish(doc) if meter is not None else None
             if doc.status != "ok":
                 err = doc.error
                 message = err.message if err else "runner reported an error"
@@ -177,11 +190,14 @@ class DeviceSession:
                 eval_path = posixpath.join(job_dir, "eval_outputs.npz")
                 accuracy = self._pull_accuracy(eval_path, Path(spec.eval_file))
             self.transport.run(["rm", "-rf", job_dir], timeout_s=_SMALL_CALL_TIMEOUT_S)
-            return job_result_from_document(
+            result = job_result_from_document(
                 spec, doc, accuracy=accuracy,
                 accuracy_metric="top1" if accuracy is not None else None,
                 calibration=self.profile.power.calibration_model(),
             )
+            if external_energy is not None and result.status == "ok":
+                result = dataclasses.replace(result, energy=external_energy)
+            return result
         except DeviceConnectionError:
             raise
         except HarnessError as exc:

@@ -1,17 +1,23 @@
 """Compressed variants as benchmarkable artifacts: find them, describe them, register them.
 
-``harness compress`` writes ``<root>/<model-stem>/<recipe-slug>/model.onnx`` plus a
-``manifest.json`` (see :mod:`harness.compress.manifest`). This module is the bridge from there to
+``harness compress`` writes ``<root>/<model-stem>/<recipe-slug>/model.onnx`` (``model.tflite``
+for the TFLite recipes of a Keras/SavedModel source) plus a ``manifest.json`` (see
+:mod:`harness.compress.manifest`). This module is the bridge from there to
 the rest of harness: a variant becomes a :class:`ModelArtifact` that carries its recipe, its
 parent's sha256, its host-side accuracy and whether its fidelity was FLAGGED, so a benchmark job
 of it reports size, host accuracy, on-device accuracy and latency side by side; and every variant
 (and its source) is registered in the results store with its manifest.
+
+A TensorFlow source (a ``.keras``/``.h5`` file or a SavedModel directory) is registered under
+format ``keras`` or ``savedmodel`` with the identity its manifests recorded, but no runtime on a
+device runs it: ``bench --variants-of`` benchmarks only its ``.tflite`` variants.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +29,10 @@ from harness.results.store import ResultStore
 
 if TYPE_CHECKING:  # the compression stack (onnx, onnxruntime) loads only where it is used
     from harness.compress import Manifest, VariantOutcome
+
+log = logging.getLogger(__name__)
+VARIANT_MODELS = ("model.onnx", "model.tflite")  # what the ONNX and the TFLite recipes write
+RUNNABLE_FORMATS = ("onnx", "tflite")  # what the runners on devices can load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +70,58 @@ def variant_artifact(variant: Variant, *, model_stem: str) -> ModelArtifact:
     )
 
 
+def is_tf_source(path: Path) -> bool:
+    """True for a source only the TFLite recipes take: a SavedModel directory or Keras file."""
+    from harness.compress.tflite_source import is_tf_source as tf_source
+
+    return tf_source(path)
+
+
+def tf_source_format(path: Path) -> str:
+    """The store's format of a TensorFlow source: ``savedmodel`` (a directory) or ``keras``."""
+    return "savedmodel" if path.is_dir() else "keras"
+
+
+def source_sha256(model_path: Path) -> str:
+    """The hash manifests record for ``model_path``: its file's, or for a SavedModel directory
+    the hash of its files (the one the TFLite recipes compute)."""
+    if not model_path.exists():
+        raise ConfigError(f"model {model_path} does not exist")
+    if not is_tf_source(model_path):
+        return sha256_file(model_path)
+    # the TFLite recipes' own identity function: the same bytes must give the same hash
+    from harness.compress.tflite import source_identity
+
+    return source_identity(model_path)[0]
+
+
+def _tf_source_artifact(model_path: Path, manifests: Sequence[Manifest]) -> ModelArtifact:
+    # no runtime loads a Keras file or SavedModel, so its identity comes from its manifests
+    # (hashed when the variants were made) rather than from inspect_model
+    if manifests:
+        sha, size = manifests[0].source_sha256, manifests[0].source_size_bytes
+    else:  # every recipe failed: still register the source, hashed as the recipes would
+        from harness.compress.tflite import source_identity
+
+        sha, size = source_identity(model_path)
+    return ModelArtifact(
+        name=model_path.stem,
+        path=str(model_path.resolve()),
+        format=tf_source_format(model_path),
+        sha256=sha,
+        size_bytes=size,
+    )
+
+
 def source_artifact(model_path: Path, manifests: Iterable[Manifest]) -> ModelArtifact:
     """The source model as an artifact, with its own host accuracy taken from the variants'
-    manifests (each records the baseline's value on the same eval data)."""
-    artifact = inspect_model(model_path)
+    manifests (each records the baseline's value on the same eval data). A TensorFlow source
+    gets format ``keras``/``savedmodel`` and the sha256 and bytes its manifests recorded."""
+    manifests = list(manifests)
+    if is_tf_source(model_path):
+        artifact = _tf_source_artifact(model_path, manifests)
+    else:
+        artifact = inspect_model(model_path)
     for manifest in manifests:
         metric = primary_metric(manifest)
         if metric is not None and manifest.source_sha256 == artifact.sha256:
@@ -115,12 +173,21 @@ def register_outcomes(
     return artifacts
 
 
+def _variant_file(directory: Path, manifest: Manifest) -> Path | None:
+    """The finished model file of a variant directory: ``model.onnx`` or ``model.tflite``
+    (the one its manifest names, should both be there)."""
+    present = [directory / name for name in VARIANT_MODELS if (directory / name).is_file()]
+    named = [p for p in present if p.name == Path(manifest.variant_path).name]
+    return next(iter(named or present), None)
+
+
 def find_variants(model_path: Path, variants_dir: Path) -> list[Variant]:
     """Every variant of ``model_path`` under ``variants_dir/<stem>/*/``, sorted by directory.
 
-    A directory with a model but no manifest is not a finished variant and is skipped. A variant
-    made from another version of the model, or whose file no longer matches its manifest, is an
-    error: benchmarking it would pin the wrong recipe and accuracy on a measured latency.
+    A variant is ``model.onnx`` or ``model.tflite`` with its ``manifest.json``; a directory with
+    a model but no manifest is not a finished variant and is skipped. A variant made from
+    another version of the model, or whose file no longer matches its manifest, is an error:
+    benchmarking it would pin the wrong recipe and accuracy on a measured latency.
     """
     model_dir = variants_dir / model_path.stem
     if not model_dir.is_dir():
@@ -129,15 +196,17 @@ def find_variants(model_path: Path, variants_dir: Path) -> list[Variant]:
             hint=f"make them with `harness compress {model_path} --recipe ... --out {variants_dir}`",
         )
     from harness.compress.manifest import MANIFEST_NAME, read_manifest
-    from harness.compress.pipeline import VARIANT_MODEL
 
-    source_sha = sha256_file(model_path)
+    source_sha = source_sha256(model_path)
     found = []
     for directory in sorted(p for p in model_dir.iterdir() if p.is_dir()):
-        path, manifest_path = directory / VARIANT_MODEL, directory / MANIFEST_NAME
-        if not (path.is_file() and manifest_path.is_file()):
+        manifest_path = directory / MANIFEST_NAME
+        if not manifest_path.is_file():
             continue
         manifest = read_manifest(manifest_path)
+        path = _variant_file(directory, manifest)
+        if path is None:
+            continue
         if manifest.source_sha256 != source_sha:
             raise CompressionError(
                 f"variant {directory} was made from another version of {model_path.name} "
@@ -152,7 +221,8 @@ def find_variants(model_path: Path, variants_dir: Path) -> list[Variant]:
         found.append(Variant(path, manifest))
     if not found:
         raise ConfigError(
-            f"{model_dir} holds no finished variants (model.onnx with manifest.json)",
+            f"{model_dir} holds no finished variants (model.onnx or model.tflite with "
+            "manifest.json)",
             hint=f"make them with `harness compress {model_path} --recipe ...`",
         )
     return found
@@ -166,21 +236,35 @@ class Family:
     variants: tuple[tuple[ModelArtifact, Manifest], ...]
 
     @property
+    def source_runnable(self) -> bool:
+        """False for a Keras/SavedModel source: no runtime on a device loads it."""
+        return self.source.format in RUNNABLE_FORMATS
+
+    @property
     def artifacts(self) -> list[ModelArtifact]:
-        """The baseline first, then every variant."""
-        return [self.source, *(artifact for artifact, _ in self.variants)]
+        """What to benchmark: the baseline first (unless it is not runnable), then every
+        variant."""
+        source = [self.source] if self.source_runnable else []
+        return [*source, *(artifact for artifact, _ in self.variants)]
 
 
 def variants_of(model_path: Path, variants_dir: Path) -> Family:
     """The baseline and each variant of ``model_path`` found under ``variants_dir``, for
-    ``harness bench --variants-of``."""
+    ``harness bench --variants-of``. A TensorFlow source is in the family (for the store)
+    but not in its :attr:`Family.artifacts`; one warning says only its variants will run."""
     found = find_variants(model_path, variants_dir)
-    return Family(
+    family = Family(
         source=source_artifact(model_path, (v.manifest for v in found)),
         variants=tuple(
             (variant_artifact(v, model_stem=model_path.stem), v.manifest) for v in found
         ),
     )
+    if not family.source_runnable:
+        log.warning(
+            "%s (%s) runs on no device: benchmarking only its %d .tflite variant(s)",
+            model_path.name, family.source.format, len(family.variants),
+        )  # fmt: skip
+    return family
 
 
 def register_family(store: ResultStore, family: Family) -> None:

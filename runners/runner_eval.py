@@ -13,7 +13,7 @@ import numpy as np
 
 from runner_backends import Backend
 from runner_errors import KIND_INPUT, RunnerError, classify_inference_error
-from runner_inputs import TensorSpec, conform, is_dynamic
+from runner_inputs import TensorSpec, conform, dequantize, is_dynamic
 
 
 def run_eval(
@@ -49,7 +49,8 @@ def run_eval(
     fixed = any(
         not is_dynamic(by_name[n].declared_shape[0]) for n in batched if by_name[n].declared_shape
     )
-    output_names = [s.name for s in backend.output_specs()]
+    output_specs = list(backend.output_specs())
+    output_names = [s.name for s in output_specs]
     collected: list[list[np.ndarray]] = [[] for _ in output_names]
     prepared = dict(base_shapes)
     for start in range(0, rows, chunk):
@@ -81,7 +82,11 @@ def run_eval(
                 sink.append(out[:count])
             else:
                 sink.append(out[np.newaxis])  # one result per row/chunk
-    merged = {name: np.concatenate(parts) for name, parts in zip(output_names, collected)}
+    # Quantized outputs are saved as real values, so host-side metrics compare like with like.
+    merged = {
+        spec.name: dequantize(spec, np.concatenate(parts))
+        for spec, parts in zip(output_specs, collected)
+    }
     with open(out_path, "wb") as handle:
         np.savez(handle, **merged)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
     return rows

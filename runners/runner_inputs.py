@@ -275,6 +275,23 @@ def match_npz(
     return matched
 
 
+def per_tensor_quantization(spec: TensorSpec) -> tuple[float | None, int]:
+    """(scale, zero point) of a per-tensor quantized tensor; (None, 0) otherwise."""
+    quant = spec.quantization or {}
+    scale = quant.get("scale")
+    if not scale:
+        return None, 0
+    return float(scale), int(quant.get("zero_point", 0))
+
+
+def dequantize(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
+    """Real values of a per-tensor quantized integer output; other arrays unchanged."""
+    scale, zero_point = per_tensor_quantization(spec)
+    if scale is None or array.dtype.kind not in "iu":
+        return array
+    return ((array.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
 def conform(spec: TensorSpec, array: np.ndarray, path: str, batched: bool) -> np.ndarray:
     """Check an array from a file against the spec (rank, fixed dims, dtype) and cast it safely.
 
@@ -302,6 +319,14 @@ def conform(spec: TensorSpec, array: np.ndarray, path: str, batched: bool) -> np
                 KIND_INPUT, f"{path}: {spec.name} is {array.dtype.name}, the model wants strings"
             )
         return array.astype(object)
+    if array.dtype != dtype and array.dtype.kind == "f" and dtype.kind in "iu":
+        scale, zero_point = per_tensor_quantization(spec)
+        if scale is not None:
+            # Real-valued data for a quantized input (e.g. an int8 model and a float eval set):
+            # quantize with the tensor's own scale and zero point, as the converter's model expects.
+            info = np.iinfo(dtype)
+            quantized = np.round(array / scale) + zero_point
+            return np.ascontiguousarray(np.clip(quantized, info.min, info.max).astype(dtype))
     if array.dtype != dtype:
         if not np.can_cast(array.dtype, dtype, casting="same_kind"):
             raise RunnerError(

@@ -116,6 +116,15 @@ def test_compress_json_and_all_failed(tmp_path: Path) -> None:
     assert missing.returncode == EXIT_ERROR and "--recipe" in missing.stderr
 
 
+def test_a_tflite_recipe_on_an_onnx_model_is_that_recipes_error(tmp_path: Path) -> None:
+    proc = harness("compress", str(DEMO / "digits_mlp.onnx"), *_recipes(["tflite-fp16", "fp16"]),
+                   "--db", str(tmp_path / "r.sqlite"), cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == EXIT_PARTIAL, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "'tflite-fp16'" in line and "TensorFlow" in line and ".keras" in line
+    assert {p.name for p in (tmp_path / "variants" / "digits_mlp").iterdir()} == {"fp16"}
+
+
 def test_list_recipes_names_every_technique_and_parameter(tmp_path: Path) -> None:
     proc = harness("compress", "--list-recipes", "--json", cwd=tmp_path)
     assert proc.returncode == EXIT_OK, proc.stderr

@@ -147,10 +147,18 @@ def test_corrupt_tflite_is_model_load() -> None:
 @pytest.mark.parametrize(
     ("runtime", "package"), [("tflite_runtime", "tflite-runtime"), ("tensorflow", "tensorflow")]
 )
-def test_missing_runtime_names_the_package(runtime: str, package: str) -> None:
+def test_missing_runtime_names_the_package(runtime: str, package: str, tmp_path: Path) -> None:
+    env = None
     if importlib.util.find_spec(runtime) is not None:
-        pytest.skip(f"{runtime} is installed here, so it cannot be missing")
-    run = run_runner("--model", DEMO / "digits_mlp.tflite", "--runtime", runtime)
+        # Installed here (CI tests the tf extra): make it absent exactly as Python reports an
+        # absent module, from a package that shadows it on PYTHONPATH.
+        shadow = tmp_path / "shadow" / runtime
+        shadow.mkdir(parents=True)
+        (shadow / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{runtime}'\", name='{runtime}')\n"
+        )
+        env = {"PYTHONPATH": str(tmp_path / "shadow")}
+    run = run_runner("--model", DEMO / "digits_mlp.tflite", "--runtime", runtime, env=env)
     assert run.returncode == 2 and run.doc.error is not None
     assert run.doc.error.kind == "runtime_missing"
     assert f"pip install {package}" in run.doc.error.message

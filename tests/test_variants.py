@@ -123,6 +123,23 @@ def test_unfinished_stale_and_tampered_variants(
         find_variants(other, root)
 
 
+def test_a_variant_is_the_model_file_its_manifest_names(
+    made: tuple[Path, Path, list[VariantOutcome]], tmp_path: Path
+) -> None:
+    model, root, _ = made
+    copy = tmp_path / "variants"
+    shutil.copytree(root, copy)
+    fp16 = copy / model.stem / "fp16"
+    shutil.copy(DEMO / "digits_mlp.tflite", fp16 / "model.tflite")  # a stray file next to it
+    by_recipe = {v.manifest.recipe: v.path for v in find_variants(model, copy)}
+    assert by_recipe["fp16"] == fp16 / "model.onnx"
+    (fp16 / "model.onnx").rename(fp16 / "stale.onnx")  # only a .tflite left: it must match
+    with pytest.raises(CompressionError, match=r"model\.tflite no longer matches its manifest"):
+        find_variants(model, copy)
+    (fp16 / "model.tflite").unlink()  # no model file at all: an unfinished variant, skipped
+    assert {v.manifest.recipe for v in find_variants(model, copy)} == set(by_recipe) - {"fp16"}
+
+
 def test_registration_and_a_stored_run_keep_recipe_parent_and_host_accuracy(
     made: tuple[Path, Path, list[VariantOutcome]], tmp_path: Path
 ) -> None:

@@ -36,7 +36,8 @@ def bench_command(
                                                show_default=False),
     variants_of: Annotated[list[Path] | None, typer.Option(
         "--variants-of", help="Also benchmark this model's variants made by `harness compress` "
-        "(variants/<model-stem>/*/model.onnx with a manifest; repeatable).")] = None,
+        "(variants/<model-stem>/*/model.onnx or model.tflite with a manifest; a Keras or "
+        "SavedModel source itself is not run; repeatable).")] = None,
     variants_dir: Annotated[Path, typer.Option(
         "--variants-dir", help="Where `harness compress` put the variants.")] = DEFAULT_VARIANTS_DIR,
     device: list[str] = typer.Option(["local"], "--device", "-d",

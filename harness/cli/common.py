@@ -16,6 +16,10 @@ from harness.results.records import RunRecord
 from harness.results.store import ResultStore
 
 console = Console(soft_wrap=True)  # messages stay one line; tables still fit the width
+_FULL_TABLE_WIDTH = 170
+_PIPE_WIDTH = 240
+_NARROW_COLUMNS = ("#", "Model", "Device", "Threads", "Median ms [95% CI]", "p99 ms", "Accuracy",
+                   "Verdict")
 
 DB_OPTION = typer.Option(
     None, "--db", help="Results store: a SQLite file or a SQLAlchemy URL "
@@ -62,12 +66,20 @@ def print_run(record: RunRecord, *, as_json: bool) -> None:
     if not rows:
         console.print("no jobs")
         return
+    # A narrow terminal gets the columns that matter most; a pipe or CI log gets every column
+    # unfolded (rich would otherwise fold everything to 80 characters).
+    keep = list(range(len(TERMINAL_HEADERS)))
+    if console.is_terminal and console.width < _FULL_TABLE_WIDTH:
+        keep = [i for i, h in enumerate(TERMINAL_HEADERS) if h in _NARROW_COLUMNS]
     table = Table(title=f"run {record.run_id}", show_lines=False)
-    for header in TERMINAL_HEADERS:
-        table.add_column(header, overflow="fold")
+    for i in keep:
+        table.add_column(TERMINAL_HEADERS[i], overflow="fold")
     for row in rows:
-        table.add_row(*row)
-    console.print(table)
+        table.add_row(*(row[i] for i in keep))
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=console.file, width=_PIPE_WIDTH, soft_wrap=True).print(table)
     for note in record.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
 

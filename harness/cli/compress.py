@@ -1,4 +1,8 @@
-"""`harness compress`: one model in, one variant per --recipe out, each measured and registered."""
+"""`harness compress`: one model in, one variant per --recipe out, each measured and registered.
+
+The model is an ONNX file (the ONNX recipes) or a TensorFlow source, a ``.keras``/``.h5`` file
+or a SavedModel directory (the ``tflite-*`` recipes, with the optional tf extra).
+"""
 
 from __future__ import annotations
 
@@ -37,23 +41,29 @@ TABLE_HEADERS: tuple[str, ...] = (
 
 def compress_command(
     model: Annotated[
-        Path | None, typer.Argument(help="The ONNX model to compress.", show_default=False)
+        Path | None,
+        typer.Argument(
+            help="The model to compress: an .onnx file, or for the tflite-* recipes a .keras/.h5 "
+            "file or a SavedModel directory.",
+            show_default=False,
+        ),
     ] = None,
     recipe: Annotated[
         list[str] | None,
         typer.Option(
             "--recipe",
             "-r",
-            help="A recipe, e.g. fp16, int8-static, prune:sparsity=0.5,structured=true, or a "
-            "chain 'prune>int8-static' (repeat for several variants; see --list-recipes).",
+            help="A recipe, e.g. fp16, int8-static, prune:sparsity=0.5,structured=true, a chain "
+            "'prune>int8-static' (ONNX models), or tflite-fp16, tflite-int8:io=float (Keras/"
+            "SavedModel); repeat for several variants; see --list-recipes.",
         ),
     ] = None,
     calib: Annotated[
         Path | None,
         typer.Option(
             "--calib",
-            help="An .npz of inputs by name for calibration (int8-static) and, without --eval, "
-            "fidelity.",
+            help="An .npz of inputs by name for calibration (int8-static, tflite-int8, "
+            "tflite-int16x8) and, without --eval, fidelity.",
         ),
     ] = None,
     eval_file: Annotated[
@@ -70,7 +80,8 @@ def compress_command(
         Path,
         typer.Option(
             "--out",
-            help="Variants root: writes <out>/<model-stem>/<recipe>/model.onnx + manifest.json.",
+            help="Variants root: writes <out>/<model-stem>/<recipe>/model.onnx (model.tflite "
+            "for tflite-*) + manifest.json.",
         ),
     ] = DEFAULT_VARIANTS_DIR,
     max_drop_points: Annotated[
@@ -102,19 +113,25 @@ def compress_command(
         return EXIT_OK
     if model is None:
         raise ConfigError(
-            "which model? give an .onnx file", hint="harness compress model.onnx --recipe fp16"
+            "which model? give an .onnx file, a .keras/.h5 file or a SavedModel directory",
+            hint="harness compress model.onnx --recipe fp16",
         )
     recipes = recipe or []
     if not recipes:
         raise ConfigError(
             "give at least one --recipe", hint="see `harness compress --list-recipes`"
         )
-    if model.suffix.lower() != ".onnx":
+    if not model.exists():
+        raise ConfigError(f"model {model} does not exist")
+    from harness.compress.tflite_source import is_tf_source
+
+    if model.suffix.lower() != ".onnx" and not is_tf_source(model):
         raise ConfigError(
-            f"{model}: harness compress works on .onnx models",
-            hint="convert the model to ONNX first",
+            f"{model}: harness compress takes an .onnx model, a .keras/.h5 file or a "
+            "SavedModel directory",
+            hint="convert the model to ONNX, or give the Keras/SavedModel it was exported from",
         )
-    for path, option in ((model, "model"), (calib, "--calib"), (eval_file, "--eval")):
+    for path, option in ((calib, "--calib"), (eval_file, "--eval")):
         if path is not None and not path.is_file():
             raise ConfigError(f"{option} {path} does not exist")
     if not 0 <= min_agreement <= 1:
@@ -159,31 +176,40 @@ def _metric_cell(name: str, value: float, drop: float | None) -> str:
     return text if drop is None else f"{text} ({drop:+.1f} pt)"
 
 
-def _baseline_row(model: Path, outcomes: Sequence[VariantOutcome]) -> list[str]:
+def _baseline_cells(model: Path, manifests: Sequence[Manifest]) -> list[str]:
+    """Size, gzip size, params, non-zeros and MACs of the source model."""
     from harness.compress.graph import gzip_size
-    from harness.compress.stats import model_stats
+    from harness.compress.tflite_source import is_tf_source
 
-    stats = model_stats(model)
+    if not is_tf_source(model):
+        from harness.compress.stats import model_stats
+
+        stats = model_stats(model)
+        counts = (stats.parameter_count, stats.nonzero_count, stats.macs_per_sample)
+        return [f"{model.stat().st_size:,}", f"{gzip_size(model):,}", *map(_int, counts)]
+    # a Keras file or SavedModel has no ONNX graph to count: its manifests recorded its bytes
+    # and weights (conversion neither adds nor removes weights); MACs are not counted
+    known = manifests[0] if manifests else None
+    size = known.source_size_bytes if known else (model.stat().st_size if model.is_file() else None)
+    return [
+        _int(size),
+        f"{gzip_size(model):,}" if model.is_file() else "–",
+        _int(known.parameter_count if known else None),
+        _int(known.nonzero_count if known else None),
+        "–",
+    ]
+
+
+def _baseline_row(model: Path, outcomes: Sequence[VariantOutcome]) -> list[str]:
+    manifests = [o.manifest for o in outcomes if o.manifest is not None]
     accuracy = "–"
-    for outcome in outcomes:
-        fid = outcome.manifest.fidelity if outcome.manifest else None
+    for manifest in manifests:
+        fid = manifest.fidelity
         if fid is not None and fid.metrics:
             accuracy = _metric_cell(fid.metrics[0].name, fid.metrics[0].baseline, None)
             break
-    size = model.stat().st_size
-    return [
-        "(baseline)",
-        f"{size:,}",
-        f"{gzip_size(model):,}",
-        "1.00",
-        _int(stats.parameter_count),
-        _int(stats.nonzero_count),
-        _int(stats.macs_per_sample),
-        "",
-        "",
-        accuracy,
-        "",
-    ]
+    size, gzipped, *counts = _baseline_cells(model, manifests)
+    return ["(baseline)", size, gzipped, "1.00", *counts, "", "", accuracy, ""]
 
 
 def variant_row(manifest: Manifest) -> list[str]:

@@ -348,6 +348,9 @@ def _print_check(name: str, *, as_json: bool = False) -> int:
         console.print(table)
         for problem in check.problems:
             console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+        if check.reachable:
+            for line in _preparation_lines(profile):
+                console.print(f"  prepare {line}", highlight=False, markup=False)
     return 0 if check.ok else EXIT_ERROR
 
 

@@ -46,7 +46,8 @@ def load_model(path: Path, *, what: str = "model") -> onnx.ModelProto:
     if path.suffix.lower() == ".tflite":
         raise CompressionError(
             f"{what} {path} is a TFLite model; these recipes work on ONNX models",
-            hint="compress the ONNX export (TFLite recipes need the tensorflow extra, not built yet)",
+            hint="compress its ONNX export, or the .keras/SavedModel it came from with the "
+            "tflite-* recipes",
         )
     try:
         model = onnx.load(str(path))

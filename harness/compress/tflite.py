@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib.metadata
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,7 +127,11 @@ def convert(
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
     try:
-        data: bytes = converter.convert()
+        with warnings.catch_warnings():
+            # The quantizer builds a tf.lite.Interpreter for calibration, which warns about its
+            # own deprecation on every call; that is TensorFlow's business, not the user's.
+            warnings.simplefilter("ignore")
+            data: bytes = converter.convert()
     except Exception as exc:
         first = " ".join(str(exc).split())[:400]
         raise CompressionError(f"recipe {recipe!r}: the TFLite converter failed: {first}") from exc
@@ -256,7 +261,7 @@ def _make_variant(
     return manifest
 
 
-def _source_identity(path: Path) -> tuple[str, int]:
+def source_identity(path: Path) -> tuple[str, int]:
     """SHA-256 and bytes of a Keras file, or of a SavedModel directory's files (sorted walk)."""
     if path.is_file():
         return graph.sha256_file(path), path.stat().st_size
@@ -288,7 +293,7 @@ def compress_tf_model(
         src = load_tf_source(model_path, Path(work))
         data = eval_set(src.inputs, eval_data, calib, seed)
         base = src.run(data.feeds)
-        sha, size = _source_identity(model_path)
+        sha, size = source_identity(model_path)
         out_dir = out_root / model_path.stem
         seen: set[str] = set()
         for item in recipes:

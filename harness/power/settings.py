@@ -36,6 +36,23 @@ class CooldownSettings(_Model):
     check_android_status: bool = False  # Android: dumpsys thermalservice status 0
 
 
+class ExternalMeterSettings(_Model):
+    """A meter on the host measuring the device from outside (``power: {external: ...}``).
+
+    When set, the job's energy comes from this meter over the runner's timed window (aligned to
+    the device's clock), not from the device's own power source; see
+    :mod:`harness.power.external_job`.
+    """
+
+    kind: Literal["serial"] = "serial"  # <meter_ms>,<volts>,<amps> lines over a serial port
+    port: str
+    baud: int = Field(default=115200, gt=0)
+    scope: Literal["wall", "usb", "battery"] = "usb"  # where the meter sits
+    nominal_hz: float = Field(default=50.0, gt=0)
+    name: str = "serial-meter"
+    clock_rounds: int = Field(default=10, ge=1, le=100)  # host<->device clock exchanges
+
+
 class PowerSettings(_Model):
     """Power measurement on a device: which source, how fast, how long."""
 
@@ -49,6 +66,7 @@ class PowerSettings(_Model):
     sampler_cpu: int | Literal["auto", "none"] = "auto"
     calibration: dict[str, Any] = Field(default_factory=dict)  # see calibration_from_profile
     cooldown: CooldownSettings = Field(default_factory=CooldownSettings)
+    external: ExternalMeterSettings | None = None  # a host-side meter; None: the device's own
 
     @field_validator("calibration")
     @classmethod
