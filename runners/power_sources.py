@@ -11,6 +11,7 @@ A source keeps its readings column-wise in :class:`Meter` objects; values are re
 
 from __future__ import annotations
 
+import abc
 import glob
 import os
 import re
@@ -117,7 +118,7 @@ class Meter:
         }
 
 
-class Source:
+class Source(abc.ABC):
     """One power source: ``read(t_ns)`` appends a reading to its meters."""
 
     kind = ""
@@ -129,8 +130,9 @@ class Source:
         self.meters: list[Meter] = []
         self.notes: list[str] = []
 
+    @abc.abstractmethod
     def read(self, t_ns: int) -> None:
-        raise NotImplementedError
+        ...
 
     def status(self) -> str | None:
         """Charging status, for sources that know it (the battery)."""

@@ -6,6 +6,7 @@ runtime that is absent is a ``runtime_missing`` error naming the pip package to 
 
 from __future__ import annotations
 
+import abc
 import importlib
 import os
 from typing import Any
@@ -26,7 +27,7 @@ TFLITE_ORDER = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 FORMAT_BY_EXTENSION = {".onnx": "onnx", ".ort": "onnx", ".tflite": "tflite", ".lite": "tflite"}
 
 
-class Backend:
+class Backend(abc.ABC):
     """One loaded model on one runtime. Subclasses fill in the runtime-specific parts.
 
     Lifecycle: ``load`` -> ``input_specs`` -> ``prepare(shapes)`` (timed together as init) ->
@@ -44,33 +45,40 @@ class Backend:
         self.provider = provider
         self.notes: list[str] = []
 
+    @abc.abstractmethod
     def load(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def input_specs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def output_specs(self) -> list[TensorSpec]:
-        raise NotImplementedError
+        ...
 
-    def prepare(self, shapes: dict[str, list[int]]) -> None:
+    def prepare(self, shapes: dict[str, list[int]]) -> None:  # noqa: B027 - optional hook
         """Make the model ready for inputs of ``shapes`` (TFLite: resize + allocate)."""
 
+    @abc.abstractmethod
     def bind(self, feeds: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def invoke(self) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def outputs(self) -> list[np.ndarray]:
         """The outputs of the last ``invoke``, in ``output_specs`` order."""
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def describe_execution(self) -> dict[str, Any]:
         """The document's ``execution`` section: what actually ran."""
-        raise NotImplementedError
+        ...
 
-    def probe(self, execution: dict[str, Any]) -> None:
+    def probe(self, execution: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Extra, untimed inspection after the measurement (may refine ``execution``)."""
 
 
