@@ -43,6 +43,8 @@ def inspect_model(path: Path, *, name: str | None = None) -> ModelArtifact:
     TFLite files must carry the ``TFL3`` flatbuffer identifier.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path} is a directory, not a model file (.onnx or .tflite)")
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     fmt = model_format(path)

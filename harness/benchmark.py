@@ -133,6 +133,7 @@ def run_benchmark(
         store.register_artifact(job.model)
 
     lock = threading.Lock()
+    stopping = threading.Event()  # set on Ctrl-C: no job starts after it
     results: dict[int, JobResult] = {}
     notes: list[str] = []
     done = [0]
@@ -157,6 +158,8 @@ def run_benchmark(
                                     reopen=lambda: open_transport(profile))
             session.prepare()
             for job in device_jobs:
+                if stopping.is_set():
+                    break
                 outcome = session.run_job(job, run_id=run_id)
                 if outcome.notes:
                     with lock:
@@ -167,7 +170,7 @@ def run_benchmark(
         except HarnessError as exc:
             # The device is gone or unusable: every job not yet run fails with this error.
             message = f"device {name}: {exc.one_line()}"
-            log.error("%s", message)
+            log.info("%s", message)  # the CLI prints it once, from the run's results
             with lock:
                 notes.append(message)
             for job in device_jobs:
@@ -178,8 +181,16 @@ def run_benchmark(
                 session.close()
 
     workers = max(1, len(by_device))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="device") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="device")
+    try:
         list(pool.map(run_device, list(by_device)))
+    except KeyboardInterrupt:
+        # Ctrl-C: start no further job; the ones running finish and are stored, the run stays
+        # unfinished in the store (no finish_run) so `harness results list` shows it as such.
+        stopping.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
 
     store.finish_run(run_id, notes=notes)
     ordered = tuple(results[j.job_index] for j in jobs if j.job_index in results)

@@ -182,6 +182,16 @@ def load_profile_file(path: Path) -> DeviceProfile:
         ) from exc
 
 
+def validation_summary(exc: ValueError) -> str:
+    """A pydantic error as one short line, ``field 'x': message``; other errors as their text."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        return f"field '{where}': {message}" if where else message
+    return str(exc)
+
+
 def profile_search_path() -> list[Path]:
     """Directories searched for profiles, first match wins."""
     return [paths.user_profiles_dir(), paths.bundled_profiles_dir()]

@@ -183,6 +183,11 @@ class DeviceSession:
                 message = err.message if err else "runner reported an error"
                 if err and err.op:
                     message = f"{message} (operator: {err.op})"
+                message = _with_host_paths(message, argv, spec, model.remote_path)
+                if err and err.kind in ("allocation", "inference"):
+                    # A run that fails on inputs the user never chose: say which dims were guessed.
+                    guessed = [n for n in doc.execution.notes if "dynamic dims" in n]
+                    message += "".join(f" ({note})" for note in guessed)
                 return failed_job_result(spec, f"{err.kind if err else 'error'}: {message}", doc)
             accuracy = None
             if spec.eval_file and doc.eval_output is not None:
@@ -304,3 +309,18 @@ def resolve_work_dir(profile: DeviceProfile) -> str:
     if profile.transport.kind == "adb":
         return "/data/local/tmp/harness"
     return "~/.cache/harness"  # expanded on the device by DeviceSession.prepare
+
+
+def _with_host_paths(message: str, argv: list[str], spec: JobSpec, remote_model: str) -> str:
+    """The runner's error text with the user's file paths, not their copies on the device.
+
+    The runner only knows the content-addressed copies in the device's work dir; the user acts
+    on the files they gave (``corrupt.tflite``, ``--inputs x.npz``), so name those.
+    """
+    copies = {remote_model: spec.model.path}
+    for flag, host_path in (("--inputs", spec.settings.inputs_file), ("--eval-inputs", spec.eval_file)):
+        if host_path and flag in argv:
+            copies[argv[argv.index(flag) + 1]] = host_path
+    for remote, host in copies.items():
+        message = message.replace(remote, host)
+    return message

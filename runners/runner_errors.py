@@ -121,9 +121,19 @@ def classify_inference_error(exc: BaseException) -> RunnerError:
         return RunnerError(
             KIND_UNSUPPORTED_OP, f"op {op!r} failed at run time: {first_line(text)}", op=op
         )
-    return RunnerError(
-        KIND_INFERENCE, f"inference failed: {first_line(text)}", op=failed_node_in(text)
-    )
+    message = f"inference failed: {first_line(text)}"
+    if _INDEX_OUT_OF_RANGE in text:
+        # Random integer inputs (ids) exceeded an embedding table: say how to bound them.
+        message += (
+            " (hint: integer inputs are random in [0, 100) unless set; "
+            "bound them with --value NAME=0:N, N the table size)"
+        )
+    return RunnerError(KIND_INFERENCE, message, op=failed_node_in(text))
+
+
+# ORT's Gather/GatherElements/GatherND text for an index past the data: "indices element out of
+# data bounds, idx=85 must be within the inclusive range [-4,3]".
+_INDEX_OUT_OF_RANGE = "out of data bounds"
 
 
 def _after_failed(line: str) -> str:

@@ -81,9 +81,11 @@ def parse_shapes(args: Sequence[str]) -> dict[str, list[int]]:
                 KIND_BAD_ARGUMENTS,
                 f"--shape {name}: {value!r} is not a shape like 1x3x224x224",
             ) from None
-        if any(d < 0 for d in dims):
+        if any(d < 1 for d in dims):
+            # A zero dim makes an empty tensor: the runtime does no work and the "latency"
+            # would be a meaningless VALID number.
             raise RunnerError(
-                KIND_BAD_ARGUMENTS, f"--shape {name}: dims must be >= 0, got {value!r}"
+                KIND_BAD_ARGUMENTS, f"--shape {name}: dims must be >= 1, got {value!r}"
             )
         shapes[name] = dims
     return shapes
@@ -238,7 +240,9 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
-        raise RunnerError(KIND_INPUT, f"cannot read inputs file {path}: {exc}") from None
+        # np.load takes any file that is not a zip/.npy for a pickle and then blames pickling.
+        reason = "not an .npz file (write it with numpy.savez)" if "pickle" in str(exc) else exc
+        raise RunnerError(KIND_INPUT, f"cannot read inputs file {path}: {reason}") from None
 
 
 def match_npz(

@@ -214,3 +214,30 @@ def test_runner_sources_parse_as_python_3_9() -> None:
 
     for path in (REPO / "runners").glob("*.py"):
         ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+
+
+def test_zero_dims_are_refused_an_empty_tensor_times_nothing() -> None:
+    with pytest.raises(runner_errors.RunnerError) as info:
+        ri.parse_shapes(["input=0x3x128x128"])
+    assert info.value.kind == "bad_arguments" and "dims must be >= 1" in info.value.message
+
+
+def test_gather_index_out_of_range_hints_at_bounding_the_ids() -> None:
+    text = (
+        "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned while running "
+        "Gather node. Name:'lookup' Status Message: indices element out of data bounds, idx=63 "
+        "must be within the inclusive range [-50,49]"
+    )
+    error = runner_errors.classify_inference_error(RuntimeError(text))
+    assert error.kind == "inference" and error.op == "Gather"
+    assert "--value NAME=0:N" in error.message
+    plain = runner_errors.classify_inference_error(RuntimeError("Pad reflect requires axis"))
+    assert "--value" not in plain.message
+
+
+def test_a_file_that_is_not_an_npz_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "inputs.npz"
+    path.write_text("hello")
+    with pytest.raises(runner_errors.RunnerError) as info:
+        ri.load_npz(str(path))
+    assert "not an .npz file" in info.value.message and "pickle" not in info.value.message

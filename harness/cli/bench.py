@@ -23,7 +23,7 @@ from harness.cli.common import (
     run_exit_code,
 )
 from harness.cli.compress import DEFAULT_VARIANTS_DIR
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ReportError
 from harness.profiles import DeviceProfile, find_profile
 from harness.results.records import JobResult, JobSpec, RunRecord
 from harness.results.store import ResultStore
@@ -66,16 +66,19 @@ def bench_command(
     """Benchmark MODELS on each --device with every combination of --threads and --provider."""
     if runs is not None and runs < 1:
         raise ConfigError("--runs must be at least 1")
+    check_settings(threads, warmup, min_duration_s, max_duration_s)
     for path in (inputs, eval_file):
         if path is not None and not path.is_file():
             raise ConfigError(f"{path} does not exist")
+    if eval_file is not None:
+        check_eval_file(eval_file)
     overrides = SettingsOverrides(
-        threads=tuple(threads) or (None,),
-        providers=tuple(provider) or (None,),
+        threads=tuple(dict.fromkeys(threads)) or (None,),  # `-t 1 -t 1`: one job, not two
+        providers=tuple(dict.fromkeys(provider)) or (None,),
         warmup_runs=warmup, min_runs=runs,
         min_duration_s=min_duration_s, max_duration_s=max_duration_s, seed=seed,
-        shapes=parse_assignments(shape, "--shape"),
-        values=parse_assignments(value, "--value"),
+        shapes=check_shapes(parse_assignments(shape, "--shape")),
+        values=check_values(parse_assignments(value, "--value")),
         inputs_file=str(inputs.resolve()) if inputs else None,
     )
     profiles = [find_profile(name) for name in dict.fromkeys(device)]
@@ -92,6 +95,61 @@ def bench_command(
     record = run_with_progress(jobs, profiles, store, quiet=as_json)
     finish(record, out=out, no_report=no_report, as_json=as_json)
     return run_exit_code(record)
+
+
+def check_eval_file(eval_file: Path) -> None:
+    """An --eval file must hold `labels`: without them no accuracy could be reported, silently."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(eval_file) as archive:  # an .npz is a zip of NAME.npy members
+            names = {Path(member).stem for member in archive.namelist()}
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"--eval {eval_file} is not an .npz file ({exc})") from exc
+    if "labels" not in names:
+        raise ConfigError(
+            f"--eval {eval_file} has no `labels` array (it has: {', '.join(sorted(names))})",
+            hint="save the inputs and `labels` with numpy.savez; for inputs alone use --inputs",
+        )
+
+
+def check_shapes(shapes: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Refuse a malformed --shape here (the runner would only refuse it on the device)."""
+    for name, dims in shapes:
+        parts = dims.replace(",", "x").split("x")
+        if not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+            raise ConfigError(f"--shape {name}: {dims!r} is not a shape like 1x3x224x224 "
+                              "(dims are integers >= 1)")
+    return shapes
+
+
+def check_values(values: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Refuse a malformed --value here: a number, or a range lo:hi with lo < hi."""
+    for name, text in values:
+        low, sep, high = text.partition(":")
+        try:
+            bounds = [float(low), float(high)] if sep else [float(low)]
+        except ValueError:
+            raise ConfigError(f"--value {name}: {text!r} is neither a number nor a range "
+                              "lo:hi") from None
+        if len(bounds) == 2 and not bounds[0] < bounds[1]:
+            raise ConfigError(f"--value {name}: range {text!r} is empty (needs lo < hi)")
+    return values
+
+
+def check_settings(threads: list[int], warmup: int | None, min_duration_s: float | None,
+                   max_duration_s: float | None) -> None:
+    """Refuse impossible settings here, before a run is stored, not on the device."""
+    if any(t < 1 for t in threads):
+        raise ConfigError(f"--threads must be at least 1, got {min(threads)}")
+    if warmup is not None and warmup < 0:
+        raise ConfigError(f"--warmup must be at least 0, got {warmup}")
+    for flag, seconds in (("--min-duration-s", min_duration_s), ("--max-duration-s", max_duration_s)):
+        if seconds is not None and not seconds >= 0:  # `not >=` also refuses nan
+            raise ConfigError(f"{flag} must be at least 0, got {seconds}")
+    if min_duration_s is not None and max_duration_s is not None and max_duration_s < min_duration_s:
+        raise ConfigError(f"--max-duration-s {max_duration_s} is below --min-duration-s "
+                          f"{min_duration_s}: every job would be INVALID (window too short)")
 
 
 def run_with_progress(
@@ -120,6 +178,13 @@ def finish(record: RunRecord, *, out: Path | None, no_report: bool, as_json: boo
         return
     from harness.reporting import write_report
 
-    report = write_report(record, (out or paths.default_reports_dir()) / record.run_id)
+    try:
+        report = write_report(record, (out or paths.default_reports_dir()) / record.run_id)
+    except ReportError as exc:  # the results are stored: say so, and how to render them again
+        raise ReportError(
+            exc.message,
+            hint=f"run {record.run_id} is stored; `harness report {record.run_id} --out DIR` "
+            "writes its report elsewhere",
+        ) from exc
     if not as_json:
         console.print(f"report: {report.index_html}", highlight=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness import paths
@@ -75,13 +76,13 @@ def print_run(record: RunRecord, *, as_json: bool) -> None:
     for i in keep:
         table.add_column(TERMINAL_HEADERS[i], overflow="fold")
     for row in rows:
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*(escape(row[i]) for i in keep))  # error texts hold [..]
     if console.is_terminal:
         console.print(table)
     else:
         Console(file=console.file, width=_PIPE_WIDTH, soft_wrap=True).print(table)
     for note in record.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def run_exit_code(record: RunRecord) -> int:

@@ -28,7 +28,14 @@ from harness.analysis.compare import (
     compare_runs,
 )
 from harness.cli.common import DB_OPTION, JSON_OPTION, console, open_store
-from harness.errors import EXIT_OK, EXIT_REGRESSION, ConfigError, ReportError, StoreError
+from harness.errors import (
+    EXIT_OK,
+    EXIT_REGRESSION,
+    ConfigError,
+    IncomparableRunsError,
+    ReportError,
+    StoreError,
+)
 from harness.results.store import ResultStore
 
 HEADERS = (
@@ -99,6 +106,13 @@ def compare_command(
         path = write_markdown(comparison, out)
         if not as_json:
             console.print(f"wrote {path}", highlight=False)
+    if not comparison.pairs:  # a CI gate must not pass when nothing was compared
+        raise IncomparableRunsError(
+            f"runs {base_id} and {new_id} have no job in common (same model, device, threads "
+            "and provider): nothing was compared",
+            hint="benchmark the same models and settings in both runs, or pair models by name "
+            "with --by-name",
+        )
     return EXIT_REGRESSION if comparison.has_regression else EXIT_OK
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import DB_OPTION, JSON_OPTION, console, open_store
@@ -155,7 +156,7 @@ def compress_command(
         console.print(f"variants: {out / model.stem}", highlight=False)
     for outcome in failed:
         assert outcome.error is not None
-        err_console.print(f"[bold red]failed:[/] {outcome.error.one_line()}", highlight=False)
+        err_console.print(f"[bold red]failed:[/] {escape(outcome.error.one_line())}", highlight=False)
     if not failed:
         return EXIT_OK
     return EXIT_ERROR if len(failed) == len(outcomes) else EXIT_PARTIAL

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import JSON_OPTION, console
@@ -20,6 +21,7 @@ from harness.profiles import (
     SshTransportConfig,
     find_profile,
     list_profiles,
+    validation_summary,
 )
 from harness.session import resolve_work_dir
 from harness.transport.local import LocalTransport
@@ -273,7 +275,7 @@ def make_adb_profile(
         return DeviceProfile.model_validate(data)
     except ValueError as exc:
         raise ConfigError(
-            f"cannot make a profile {name!r} for {address or serial!r}: {exc}"
+            f"cannot make a profile {name!r} for {address or serial!r}: {validation_summary(exc)}"
         ) from exc
 
 
@@ -347,7 +349,7 @@ def _print_check(name: str, *, as_json: bool = False) -> int:
                 table.add_row(label, str(value))
         console.print(table)
         for problem in check.problems:
-            console.print(f"[yellow]problem:[/] {problem}", highlight=False)
+            console.print(f"[yellow]problem:[/] {escape(problem)}", highlight=False)
         if check.reachable:
             for line in _preparation_lines(profile):
                 console.print(f"  prepare {line}", highlight=False, markup=False)

@@ -60,5 +60,10 @@ def export_command(
     if output is None:
         typer.echo(text, nl=not text.endswith("\n"))
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:  # a directory, a missing parent, a full or read-only disk
+            raise ConfigError(
+                f"cannot write {output}: {exc.strerror or exc}", hint="choose another -o file"
+            ) from exc
         console.print(f"wrote {output}", highlight=False)

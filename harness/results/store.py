@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, case, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, case, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -84,7 +84,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _failure_hint(message: str) -> str | None:
     lowered = message.lower()
     if "not a database" in lowered or "malformed" in lowered:
-        return "the file is not a harness results store; point --store at another file"
+        return "the file is not a harness results store; point --db at another file"
     if "locked" in lowered or "busy" in lowered:
         return "another process is writing to the store; wait for it or use another store"
     if "unable to open" in lowered:
@@ -111,9 +111,12 @@ class ResultStore:
         try:
             self._engine: Engine = create_engine(parsed, connect_args=connect_args)
         except (ArgumentError, ImportError) as exc:  # unknown dialect or driver not installed
+            unknown_scheme = "Can't load plugin" in str(exc)
             raise StoreError(
                 f"cannot use the store {self.location}: {exc}",
-                hint="for PostgreSQL: pip install 'harness[postgres]'",
+                hint="use a file path, sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+                if unknown_scheme
+                else "for PostgreSQL: pip install 'harness[postgres]'",
             ) from exc
         if self._sqlite:
             event.listen(self._engine, "connect", _sqlite_pragmas)
@@ -264,6 +267,12 @@ class ResultStore:
                     hint="list the stored runs with `harness results list`",
                 )
             jobs = load_jobs(conn, run_id)
+        notes = tuple(run.notes)
+        if run.finished_at is None:  # a report of 1 job of 4 must not look like a whole run
+            notes += (
+                f"unfinished run: interrupted, crashed or still running; {len(jobs)} "
+                f"job{'s' if len(jobs) != 1 else ''} stored so far",
+            )
         return RunRecord(
             run_id=run.run_id,
             created_at=run.created_at,
@@ -271,7 +280,7 @@ class ResultStore:
             harness_version=run.harness_version,
             host=run.host,
             jobs=jobs,
-            notes=tuple(run.notes),
+            notes=notes,
         )
 
     def latest_run_id(self) -> str | None:
@@ -293,8 +302,15 @@ class ResultStore:
                 func.coalesce(func.sum(case((jobs.status != "ok", 1), else_=0)), 0).label(
                     "failed_count"
                 ),
+                # a failed job is counted as failed only, as in the report ("0 invalid, 1 failed")
                 func.coalesce(
-                    func.sum(case((jobs.verdict == Verdict.INVALID.value, 1), else_=0)), 0
+                    func.sum(
+                        case(
+                            (and_(jobs.status == "ok", jobs.verdict == Verdict.INVALID.value), 1),
+                            else_=0,
+                        )
+                    ),
+                    0,
                 ).label("invalid_count"),
             )
             .outerjoin(jobs_table, jobs.run_id == runs_table.c.run_id)

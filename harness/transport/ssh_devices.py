@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import ConfigError, DeviceError
-from harness.profiles import DeviceProfile, SshTransportConfig
+from harness.profiles import DeviceProfile, SshTransportConfig, validation_summary
 from harness.transport.base import Transport
 from harness.transport.ssh_connect import parse_ssh_target
 
@@ -238,4 +238,6 @@ def make_ssh_profile(
     try:
         return DeviceProfile.model_validate(data)
     except ValueError as exc:
-        raise ConfigError(f"cannot make a profile {name!r} for {target!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot make a profile {name!r} for {target!r}: {validation_summary(exc)}"
+        ) from exc
