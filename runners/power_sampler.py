@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable
 
 import power_sources as ps
+from runner_timing import window_clock
 
 KINDS = ("auto", "none", *ps.SOURCES)
 _MAX_ERRORS_KEPT = 20
@@ -58,24 +59,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="pin the sampler thread: a CPU number, 'auto' (the slowest allowed core) or 'none'",
     )
-
-
-def window_clock() -> tuple[str | None, Callable[[], int]]:
-    """CLOCK_BOOTTIME (the clock of ODPM t= and of the runner's window), else CLOCK_MONOTONIC."""
-    for name in ("CLOCK_BOOTTIME", "CLOCK_MONOTONIC"):
-        clock_id = getattr(time, name, None)
-        if clock_id is None:
-            continue
-        try:
-            time.clock_gettime_ns(clock_id)
-        except OSError:
-            continue
-
-        def read(clock_id: int = clock_id) -> int:
-            return time.clock_gettime_ns(clock_id)
-
-        return name, read
-    return None, time.monotonic_ns
 
 
 class Thermal:
@@ -169,7 +152,9 @@ class PowerSession:
         self.factor = max(0.0, args.power_window_factor)
         self.thermal_rate_hz = max(0.1, args.power_thermal_rate_hz)
         self.cpu = args.power_cpu
-        self.clock_name, self.clock = window_clock()
+        # The runner's own window clock, so power samples and the timed window line up.
+        self.clock_name, read = window_clock()
+        self.clock: Callable[[], int] = read or time.monotonic_ns
         self.source: ps.Source | None = None
         self.thermal: Thermal | None = None
         self.probed: list[str] = []
