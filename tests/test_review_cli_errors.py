@@ -305,3 +305,15 @@ def test_repeated_settings_make_one_job_and_compare_refuses_runs_with_nothing_in
     assert proc.returncode == EXIT_ERROR
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no job in common" in lines[0]
+
+
+def test_devices_add_refuses_to_shadow_a_bundled_profile(tmp_path: Path, harness_home: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "devices", "add", "local", "--ssh", "pi@127.0.0.1:1",
+         "--no-check"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "bundled profile" in lines[0] and "--force" in lines[0]
+    assert not (harness_home / "config" / "devices" / "local.yaml").exists()

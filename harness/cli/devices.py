@@ -12,6 +12,7 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
+from harness import paths
 from harness.cli.common import JSON_OPTION, console
 from harness.errors import EXIT_ERROR, EXIT_PARTIAL, ConfigError
 from harness.profiles import (
@@ -87,10 +88,21 @@ def add_command(
     python: str | None = typer.Option(None, "--python", help="Python interpreter on the device."),
     work_dir: str | None = typer.Option(None, "--work-dir", help="Work directory on the device."),
     check: bool = typer.Option(True, "--check/--no-check", help="Check the device after adding."),
+    force: bool = typer.Option(
+        False, "--force", help="Allow a name that shadows a bundled profile (e.g. local)."
+    ),
 ) -> None:
     """Add a device: write a profile under your config dir, then check it."""
     from harness.profiles import save_user_profile
     from harness.transport.ssh_devices import make_ssh_profile
+
+    if not force and (paths.bundled_profiles_dir() / f"{name}.yaml").is_file():
+        # A user profile named like a bundled one replaces it everywhere, e.g. `local` would
+        # silently send every default `harness bench` over SSH.
+        raise ConfigError(
+            f"{name!r} is the name of a bundled profile; adding it would shadow that profile",
+            hint=f"choose another name (e.g. my-{name}), or pass --force",
+        )
 
     if (ssh is None) == (adb is None and adb_serial is None):
         raise ConfigError(
