@@ -55,6 +55,26 @@ class EnergySummary:
         """True when there is an energy number to show."""
         return self.gross_energy_j is not None
 
+    @classmethod
+    def unmeasured(
+        cls,
+        source: str,
+        scope: str,
+        method: str,
+        inferences: int,
+        *,
+        window_s: float | None = None,
+        sample_rate_hz: float | None = None,
+        update_period_s: float | None = None,
+        quality_flags: tuple[str, ...] = (),
+    ) -> EnergySummary:
+        """A summary with no energy numbers: the flags say why none could be computed."""
+        return cls(
+            source, scope, method, inferences, window_s,
+            None, None, None, None, None, None, None,
+            sample_rate_hz, update_period_s, quality_flags=quality_flags,
+        )  # fmt: skip
+
 
 def energy_from_document(
     doc: RunnerDocument, *, calibration: PowerCalibration | None = None
@@ -79,22 +99,10 @@ def energy_from_trace(
     flags: list[str] = list(trace.flags)
     start, end = trace.window_start_ns, trace.window_end_ns
     window_s = (end - start) / 1e9 if start is not None and end is not None else None
-    empty = EnergySummary(
-        trace.source,
-        trace.scope,
-        trace.method,
-        inferences,
-        window_s,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        None,
-        trace.achieved_rate_hz,
-        trace.update_period_s,
-    )
+    empty = EnergySummary.unmeasured(
+        trace.source, trace.scope, trace.method, inferences, window_s=window_s,
+        sample_rate_hz=trace.achieved_rate_hz, update_period_s=trace.update_period_s,
+    )  # fmt: skip
     if not trace.meters:
         if not flags:
             flags.append("no power source on this device")

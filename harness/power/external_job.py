@@ -182,22 +182,11 @@ class ExternalJobMeter:
             flags.append(
                 f"the runner's window is on {clock}, the offset was read on {DEVICE_CLOCK}"
             )
-        empty = EnergySummary(
-            source=self.meter.name,
-            scope=self.meter.scope,
-            method=self.meter.method,
-            inferences=inferences,
+        empty = EnergySummary.unmeasured(
+            self.meter.name, self.meter.scope, self.meter.method, inferences,
             window_s=(end - start) / 1e9 if start and end else None,
-            avg_power_w=None,
-            gross_energy_j=None,
-            gross_energy_per_inference_mj=None,
-            net_energy_per_inference_mj=None,
-            inferences_per_joule=None,
-            idle_power_w=None,
-            idle_power_std_w=None,
-            sample_rate_hz=None,
             update_period_s=1 / self.meter.nominal_hz,
-        )
+        )  # fmt: skip
         if not start or not end or end <= start or inferences == 0:
             flags.append("no timed window: energy per inference not computed")
             return _with_flags(empty, flags)
@@ -245,23 +234,10 @@ def external_meter_for(
 
 
 def _not_measured(settings: ExternalMeterSettings, inferences: int, flag: str) -> EnergySummary:
-    return EnergySummary(
-        source=settings.name,
-        scope=settings.scope,
-        method="instantaneous",
-        inferences=inferences,
-        window_s=None,
-        avg_power_w=None,
-        gross_energy_j=None,
-        gross_energy_per_inference_mj=None,
-        net_energy_per_inference_mj=None,
-        inferences_per_joule=None,
-        idle_power_w=None,
-        idle_power_std_w=None,
-        sample_rate_hz=None,
-        update_period_s=1 / settings.nominal_hz,
-        quality_flags=(flag,),
-    )
+    return EnergySummary.unmeasured(
+        settings.name, settings.scope, "instantaneous", inferences,
+        update_period_s=1 / settings.nominal_hz, quality_flags=(flag,),
+    )  # fmt: skip
 
 
 def _with_flags(summary: EnergySummary, flags: list[str]) -> EnergySummary:
