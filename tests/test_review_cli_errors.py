@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import harness.demo
-from harness.errors import EXIT_ERROR
+from harness.errors import EXIT_ERROR, StoreError
 from harness.results.store import ResultStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "models"
@@ -117,7 +117,12 @@ def test_ctrl_c_stops_the_run_promptly_and_keeps_finished_jobs(tmp_path: Path) -
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        runs = ResultStore.open(db).list_runs() if db.exists() else []
+        try:
+            runs = ResultStore.open(db).list_runs() if db.exists() else []
+        except StoreError:
+            # The bench process is still creating the store (SQLite runs its DDL outside one
+            # atomic transaction), so a concurrent reader can see it half made: poll again.
+            runs = []
         if runs and runs[0].job_count >= 1:
             break
         time.sleep(0.1)
